@@ -1,0 +1,1 @@
+"""Offline data engine: sources -> Show-o transform -> recaption -> image codes -> WebDataset shards."""

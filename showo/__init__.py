@@ -1,0 +1,1 @@
+"""Show-o training system: tokenizer, model, prompting, sampling and Lightning training."""

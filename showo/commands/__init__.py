@@ -1,0 +1,1 @@
+"""Subcommands of the `showo` CLI; each module exposes `register(subparsers)`."""
