@@ -1,0 +1,10 @@
+"""Classifier-free guidance as Show-o applies it (§6.1, §12.9), shared by every image sampler."""
+
+from __future__ import annotations
+
+import torch
+
+
+def cfg_logits(cond: torch.Tensor, uncond: torch.Tensor, guidance: float) -> torch.Tensor:
+    """MUSE-style guidance on raw logits: (1+w)*cond - w*uncond (not uncond + w*(cond-uncond))."""
+    return (1.0 + guidance) * cond - guidance * uncond

@@ -1,0 +1,43 @@
+"""MaskGIT's random draws: per-position code sampling and confidence-based remasking with Gumbel noise.
+
+Every draw uses the caller's generator on the generator's own device, so a seeded run is reproducible
+and the cached and recomputing samplers consume the same random numbers in the same order.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def _device_of(generator: torch.Generator | None, fallback: torch.device) -> torch.device:
+    return generator.device if generator is not None else fallback
+
+
+def gumbel_noise(shape: torch.Size, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """-log(-log U) with U drawn from `generator`, both logs clamped at 1e-20."""
+    uniform = torch.rand(shape, generator=generator, device=_device_of(generator, device)).to(device)
+    return -torch.log((-torch.log(uniform.clamp_min(1e-20))).clamp_min(1e-20))
+
+
+def mask_by_random_topk(
+    mask_len: torch.Tensor,
+    confidence: torch.Tensor,
+    temperature: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """True at the `mask_len` [B,1] lowest-scoring positions of log(confidence) + temperature * Gumbel.
+
+    Known positions carry confidence +inf, so they are never chosen while mask_len < #unknown.
+    """
+    noise = gumbel_noise(confidence.shape, generator, confidence.device)
+    scores = torch.log(confidence.clamp_min(1e-20)) + temperature * noise
+    scores = torch.where(torch.isinf(confidence), confidence, scores)
+    cut_off = torch.gather(torch.sort(scores, dim=-1).values, 1, mask_len.long().to(scores.device))
+    return scores < cut_off
+
+
+def sample_codes(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One multinomial draw per position of probs [B,N,K] -> LongTensor [B,N]."""
+    batch, num, size = probs.shape
+    flat = probs.reshape(batch * num, size).to(_device_of(generator, probs.device))
+    return torch.multinomial(flat, 1, generator=generator).view(batch, num).to(probs.device)
