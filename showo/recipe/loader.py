@@ -1,0 +1,278 @@
+"""Recipe loading: schema <- `base:` chain <- file <- `key=value` overrides, with one-line errors.
+
+OmegaConf does the typed merging; this module turns its exceptions into `ShowoError` messages that name
+the file (or override) and the dotted key, suggests the closest valid key for a misspelling, and then
+runs each schema node's `check(key)` for the value rules OmegaConf cannot express.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+import os
+import types
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import (
+    ConfigKeyError,
+    InterpolationResolutionError,
+    MissingMandatoryValue,
+    OmegaConfBaseException,
+    ValidationError,
+)
+
+from showo.errors import ShowoError
+from showo.recipe.schema import TASKS, ShowoRecipe
+
+KINDS: dict[str, str] = {"showo": "showo.recipe.schema:ShowoRecipe", "tokenizer": "showo.tokenizer.config:TokenizerRecipe"}
+"""Recipe kind -> schema class, imported lazily (the tokenizer schema lives with the tokenizer)."""
+
+
+def load_recipe(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Any:
+    """Load, merge, type-check and validate a recipe; returns a `ShowoRecipe` or `TokenizerRecipe` object.
+
+    Every other path inside a recipe is relative to the working directory; only `base:` is resolved
+    against the directory of the file that names it.
+    """
+    layers = _read_chain(Path(path))
+    kind = _kind(layers)
+    schema = _schema(kind)
+    cfg = OmegaConf.structured(schema)
+    for source, layer in layers:
+        cfg = _merge(cfg, layer, source)
+    for item in overrides:
+        cfg = _merge(cfg, _parse_override(item), f"override {item!r}")
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ShowoError(f"{path}: missing required value(s): {', '.join(missing)}")
+    try:
+        recipe = OmegaConf.to_object(cfg)
+    except InterpolationResolutionError as err:
+        raise ShowoError(f"{path}: {_first_line(err)}") from None
+    except ShowoError as err:
+        raise ShowoError(f"{path}: {err}") from None
+    if isinstance(recipe, ShowoRecipe):
+        _check_streams(recipe, path)
+        if recipe.model.text_tokenizer is None:
+            recipe.model.text_tokenizer = recipe.model.llm
+    try:
+        _check_tree(recipe, "")
+    except ShowoError as err:
+        raise ShowoError(f"{path}: {err}") from None
+    return recipe
+
+
+def save_recipe(recipe: Any, path: str | os.PathLike) -> Path:
+    """Write the resolved recipe as YAML next to a run (atomically: temporary name, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(recipe_to_yaml(recipe))
+    tmp.replace(path)
+    return path
+
+
+def recipe_to_yaml(recipe: Any) -> str:
+    """The resolved recipe as YAML text; `base` is cleared since everything is merged in."""
+    cfg = OmegaConf.structured(recipe)
+    if "base" in cfg:
+        cfg.base = None
+    return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def _read_chain(path: Path) -> list[tuple[str, dict]]:
+    """The recipe and its bases, outermost base first, as (source name, raw mapping)."""
+    chain: list[tuple[str, dict]] = []
+    seen: list[Path] = []
+    current: Path | None = path
+    named_by: str | None = None
+    while current is not None:
+        resolved = current.resolve()
+        if resolved in seen:
+            cycle = " -> ".join(str(p) for p in [*seen, resolved])
+            raise ShowoError(f"{current}: cyclic base chain: {cycle}")
+        seen.append(resolved)
+        layer = _read_yaml(current, named_by)
+        chain.append((str(current), layer))
+        base = layer.get("base")
+        if base is not None and not isinstance(base, str):
+            raise ShowoError(f"{current}: base must be a path string, got {base!r}")
+        named_by = str(current)
+        current = (current.parent / base) if base else None
+    return chain[::-1]
+
+
+def _read_yaml(path: Path, named_by: str | None) -> dict:
+    if not path.is_file():
+        where = f" (base of {named_by})" if named_by else ""
+        raise ShowoError(f"recipe file not found: {path}{where}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ShowoError(f"{path}:{at}: invalid YAML: {problem}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ShowoError(f"cannot read recipe {path}: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ShowoError(f"{path}: a recipe must be a mapping of keys, got {type(data).__name__}")
+    return _normalise_resume(data)
+
+
+def _normalise_resume(data: dict) -> dict:
+    """YAML `resume: false/true` means never/auto (the schema field is a string)."""
+    if isinstance(data.get("resume"), bool):
+        data = {**data, "resume": "auto" if data["resume"] else "never"}
+    return data
+
+
+def _kind(layers: list[tuple[str, dict]]) -> str:
+    kinds = {source: layer["kind"] for source, layer in layers if "kind" in layer}
+    if len(set(kinds.values())) > 1:
+        found = ", ".join(f"{s}: {k}" for s, k in kinds.items())
+        raise ShowoError(f"recipe and its bases disagree on kind ({found})")
+    kind = next(iter(kinds.values()), "showo")
+    if kind not in KINDS:
+        source = next(iter(kinds))
+        raise ShowoError(f"{source}: unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
+    return kind
+
+
+def _schema(kind: str) -> type:
+    module_name, _, class_name = KINDS[kind].partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        return getattr(module, class_name)
+    except (ImportError, AttributeError):
+        raise ShowoError(
+            f"recipe kind {kind!r} needs {module_name}.{class_name}, which this installation does not provide"
+        ) from None
+
+
+def _parse_override(item: str) -> dict:
+    key, sep, value = item.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")) or " " in key:
+        raise ShowoError(f"bad override {item!r}: expected key=value, e.g. optim.lr=1e-4")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    if key == "resume" and isinstance(parsed, bool):
+        parsed = "auto" if parsed else "never"
+    nested: Any = parsed
+    for part in reversed(key.split(".")):
+        nested = {part: nested}
+    return nested
+
+
+def _merge(cfg: DictConfig, layer: dict, source: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(cfg, layer)
+    except ConfigKeyError as err:
+        raise ShowoError(f"{source}: {_unknown_key_message(err)}") from None
+    except ValidationError as err:
+        raise ShowoError(f"{source}: {_type_message(err)}") from None
+    except (MissingMandatoryValue, OmegaConfBaseException) as err:
+        key = getattr(err, "full_key", None)
+        raise ShowoError(f"{source}: {key + ': ' if key else ''}{_first_line(err)}") from None
+
+
+def _unknown_key_message(err: ConfigKeyError) -> str:
+    full_key = err.full_key or str(err.key)
+    valid = _field_names(err.object_type)
+    close = difflib.get_close_matches(str(err.key), valid, n=1, cutoff=0.5)
+    hint = f" (did you mean {_join(full_key, close[0])!r}?)" if close else ""
+    listing = f"; valid keys here: {', '.join(valid)}" if valid and not close else ""
+    return f"unknown key {full_key!r}{hint}{listing}"
+
+
+def _type_message(err: ValidationError) -> str:
+    expected = _expected_type(err)
+    key = err.full_key or str(err.key)
+    if expected is None:
+        return f"{key}: {_first_line(err)}"
+    return f"{key}: expected {expected}, got {err.value!r}"
+
+
+def _expected_type(err: ValidationError) -> str | None:
+    owner = err.object_type
+    if owner is list and err.ref_type is not None:
+        args = typing.get_args(err.ref_type)
+        return _describe(args[0]) if args else None
+    if owner is None or not dataclasses.is_dataclass(owner):
+        return None
+    hints = typing.get_type_hints(owner)
+    hint = hints.get(str(err.key))
+    return None if hint is None else _describe(hint)
+
+
+def _describe(hint: Any) -> str:
+    """Human names for type hints: `int`, `one of mtp, ar`, `a list of int`, `float or null`."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(str(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        names = [_describe(a) for a in args if a is not type(None)]
+        return " or ".join(names) + (" or null" if type(None) in args else "")
+    if origin is list:
+        return f"a list of {_describe(args[0])}" if args else "a list"
+    if origin is dict or hint is dict:
+        return "a mapping"
+    if dataclasses.is_dataclass(hint):
+        return f"a mapping ({hint.__name__})"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _field_names(owner: Any) -> list[str]:
+    if owner is not None and dataclasses.is_dataclass(owner):
+        return [f.name for f in dataclasses.fields(owner)]
+    return []
+
+
+def _join(full_key: str, name: str) -> str:
+    parent, dot, _ = full_key.rpartition(".")
+    return f"{parent}{dot}{name}"
+
+
+def _first_line(err: Exception) -> str:
+    text = getattr(err, "msg", None) or str(err)
+    return text.strip().splitlines()[0] if text.strip() else type(err).__name__
+
+
+def _check_streams(recipe: ShowoRecipe, path: str | os.PathLike) -> None:
+    """Drop streams nulled out by a derived recipe; reject unknown task names."""
+    recipe.data.streams = {name: s for name, s in recipe.data.streams.items() if s is not None}
+    for name in recipe.data.streams:
+        if name not in TASKS:
+            close = difflib.get_close_matches(name, TASKS, n=1, cutoff=0.5)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ShowoError(
+                f"{path}: unknown task stream 'data.streams.{name}'{hint}; tasks: {', '.join(TASKS)}"
+            )
+
+
+def _check_tree(node: Any, key: str) -> None:
+    """Call `check(key)` on every dataclass node, depth first (children before their parent)."""
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        for f in dataclasses.fields(node):
+            _check_tree(getattr(node, f.name), f"{key}.{f.name}" if key else f.name)
+        check = getattr(node, "check", None)
+        if callable(check):
+            check(key or "recipe")
+    elif isinstance(node, dict):
+        for name, value in node.items():
+            _check_tree(value, f"{key}.{name}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _check_tree(value, f"{key}[{i}]")
