@@ -8,7 +8,7 @@ import sys
 
 from showo.errors import ShowoError
 
-COMMANDS: tuple[str, ...] = ()
+COMMANDS: tuple[str, ...] = ("recipe",)
 
 
 def build_parser() -> argparse.ArgumentParser:
