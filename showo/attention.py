@@ -1,0 +1,88 @@
+"""Omni-attention masks (shared/reference/showo-official.md §3), built from the ids alone.
+
+One rule per task, stated per (query i, key j) in ``allowed`` below and shared by the dense additive mask
+and the optional FlexAttention block mask:
+
+- every task: a non-pad query never sees a pad key; a pad query sees what its task allows (so no row is ever
+  fully masked: every query sees itself);
+- ``t2i`` / ``lm`` / ``mixed``: causal, plus each ``[soi] .. [eoi]`` block (delimiters included) is
+  bidirectional within itself. For t2i (one image, last) this is the official
+  ``create_attention_mask_predict_next(rm_pad_in_image=True)``: image rows see every non-pad position; for lm
+  (no image, right padding) it is plain causal;
+- ``mmu``: causal, plus every query sees the prefix up to its row's first [eoi] (``[mmu][soi] img [eoi]``
+  bidirectional, task token included), as ``create_attention_mask_for_mmu`` but per row rather than with the
+  first row's EOI for the whole batch; pads are hidden, so left-padded decoding prompts work too;
+- ``ar``: plain causal over everything (the autoregressive image objective), pads hidden.
+
+Masks are additive floats ``[B, 1, L, L]``: 0 = attend, ``finfo(dtype).min`` = blocked (bool masks are
+silently ignored by transformers' eager attention).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from showo.errors import ShowoError
+from showo.vocab import UnifiedVocab
+
+TASKS = ("t2i", "lm", "mmu", "mixed", "ar")
+# Prompting tasks that share a mask rule with another.
+TASK_ALIASES = {"c2i": "t2i", "t2i_gen": "t2i", "instruct": "mmu", "mmu_gen": "mmu"}
+
+
+def _task(task: str) -> str:
+    task = TASK_ALIASES.get(task, task)
+    if task not in TASKS:
+        raise ShowoError(f"unknown attention task {task!r}; expected one of {', '.join(TASKS)}")
+    return task
+
+
+def token_roles(input_ids: torch.Tensor, vocab: UnifiedVocab) -> dict[str, torch.Tensor]:
+    """Per-position facts the rule needs: pad flag, image-block index (0 = text), first-EOI position."""
+    soi, eoi = input_ids == vocab.soi_id, input_ids == vocab.eoi_id
+    opened, closed = soi.long().cumsum(-1), eoi.long().cumsum(-1)
+    in_image = (opened > closed) | soi | eoi
+    block = torch.where(in_image, opened, torch.zeros_like(opened))
+    first_eoi = torch.where(eoi.any(-1), eoi.long().argmax(-1), torch.full_like(opened[:, 0], -1))
+    return {"pad": input_ids == vocab.pad_id, "block": block, "first_eoi": first_eoi}
+
+
+def allowed(
+    b: torch.Tensor, q: torch.Tensor, k: torch.Tensor, roles: dict[str, torch.Tensor], task: str
+) -> torch.Tensor:
+    """The rule for batch rows ``b``, queries ``q``, keys ``k`` (broadcastable index tensors).
+
+    Called with broadcast index grids for the dense mask and with scalars as a FlexAttention ``mask_mod``.
+    """
+    pad, block = roles["pad"], roles["block"]
+    ok = k <= q
+    if task in ("t2i", "lm", "mixed"):
+        bq = block[b, q]
+        ok = ok | ((bq > 0) & (bq == block[b, k]))
+    elif task == "mmu":
+        ok = ok | (k <= roles["first_eoi"][b])
+    return ok & (pad[b, q] | ~pad[b, k])
+
+
+def omni_attention_mask(
+    input_ids: torch.Tensor, vocab: UnifiedVocab, task: str, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """Additive float mask ``[B, 1, L, L]`` for rows of one task."""
+    task = _task(task)
+    if input_ids.dim() != 2:
+        raise ShowoError(f"input_ids must be [B, L], got shape {tuple(input_ids.shape)}")
+    batch, length = input_ids.shape
+    device = input_ids.device
+    b = torch.arange(batch, device=device)[:, None, None]
+    q = torch.arange(length, device=device)[None, :, None]
+    k = torch.arange(length, device=device)[None, None, :]
+    ok = allowed(b, q, k, token_roles(input_ids, vocab), task)
+    mask = torch.zeros(ok.shape, dtype=dtype, device=device)
+    return mask.masked_fill_(~ok, torch.finfo(dtype).min).unsqueeze(1)
+
+
+def batch_attention_mask(
+    parts: list[tuple[str, torch.Tensor]], vocab: UnifiedVocab, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """Masks of a concatenated multi-task batch: ``[(task, ids), ...]`` in row order -> ``[sum B, 1, L, L]``."""
+    return torch.cat([omni_attention_mask(ids, vocab, task, dtype) for task, ids in parts if len(ids)], 0)
