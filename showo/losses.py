@@ -1,0 +1,135 @@
+"""Show-o losses (shared/reference/showo-official.md §4.4), with the official ``[-0:]`` slice bug fixed.
+
+Batch forms accepted by ``showo_loss``:
+
+1. concatenated: ``logits [B, L, V]``, ``labels [B, L]`` and ``layout`` = a mapping ``task -> row count`` in
+   row order (e.g. ``{"t2i": 4, "lm": 2, "mmu": 2}``; counts must sum to B; a count may be 0);
+2. per task: ``logits`` and ``labels`` are dicts ``task -> tensor`` (rows of one task share a length, tasks
+   may differ, e.g. multi-frame ``mixed``) and ``layout`` is None.
+
+Per-task rule (each a token mean over that task's whole sub-batch, cross-entropy over the full vocabulary,
+computed in float32 on the labelled positions only):
+
+- ``t2i`` / ``c2i`` with the MTP objective: positions ``M+1 ..`` (SOI, the N image positions, EOI) with NO
+  shift; SOI and EOI carry identity targets, so a row contributes #masked + 2 targets (official).
+  ``max_text_len`` (M) is required for these tasks.
+- ``t2i`` / ``c2i`` with ``image_objective="ar"``: next-token prediction over the image block: logits at
+  ``M+1 .. L-2`` predict labels at ``M+2 .. L-1`` (the N image tokens and EOI; build the labels with
+  ``Prompter.t2i(texts, image_ids, labels=image_ids)``, see ``showo.objective``).
+- ``lm`` / ``mmu`` / ``instruct``: shifted next-token prediction over the row.
+- ``mixed``: labels are already aligned to the logits (``Prompter.mixed``), so no shift.
+
+``loss`` = sum over tasks of ``coeffs[task] * loss_task`` (a missing coefficient is 1.0; the official
+recipes use t2i 1.0, lm 0.1, mmu 1.0). A task with no rows contributes nothing and has no ``loss_<task>`` or
+``tokens_<task>`` entry (the official ``logits[-0:]`` picked the whole batch); rows without any target give a
+loss of 0. ``tokens_<task>`` is the denominator (e.g. #masked + 2 per t2i row).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+
+from showo.errors import ShowoError
+
+IGNORE = -100
+MTP_TASKS = ("t2i", "c2i")
+NTP_TASKS = ("lm", "mmu", "instruct")
+ALIGNED_TASKS = ("mixed",)
+TASKS = MTP_TASKS + NTP_TASKS + ALIGNED_TASKS
+OFFICIAL_COEFFS = {"t2i": 1.0, "lm": 0.1, "mmu": 1.0}
+
+
+def token_ce(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of CE over labelled positions, number of labelled positions)."""
+    valid = labels != IGNORE
+    count = valid.sum()
+    picked = logits[valid].float()
+    return F.cross_entropy(picked, labels[valid], reduction="sum"), count
+
+
+def task_terms(
+    task: str,
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    max_text_len: int | None = None,
+    image_objective: str = "mtp",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(CE sum, target count) of one task's rows under the rule in the module docstring."""
+    if task in MTP_TASKS:
+        if max_text_len is None:
+            raise ShowoError(f"the {task} loss needs max_text_len (M) to find the image slice")
+        start = max_text_len + 1
+        if image_objective == "mtp":
+            return token_ce(logits[:, start:], labels[:, start:])
+        if image_objective == "ar":
+            return token_ce(logits[:, start:-1], labels[:, start + 1 :])
+        raise ShowoError(f"image objective must be 'mtp' or 'ar', got {image_objective!r}")
+    if task in NTP_TASKS:
+        return token_ce(logits[:, :-1], labels[:, 1:])
+    if task in ALIGNED_TASKS:
+        return token_ce(logits, labels)
+    raise ShowoError(f"unknown loss task {task!r}; expected one of {', '.join(TASKS)}")
+
+
+def _split(
+    logits: torch.Tensor | Mapping[str, torch.Tensor],
+    labels: torch.Tensor | Mapping[str, torch.Tensor],
+    layout: Mapping[str, int] | None,
+) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    if layout is None:
+        if not isinstance(logits, Mapping) or not isinstance(labels, Mapping):
+            raise ShowoError("without a layout, logits and labels must be dicts of per-task tensors")
+        if logits.keys() != labels.keys():
+            raise ShowoError(f"logits tasks {sorted(logits)} differ from labels tasks {sorted(labels)}")
+        return [(t, logits[t], labels[t]) for t in logits]
+    if isinstance(logits, Mapping) or isinstance(labels, Mapping):
+        raise ShowoError("with a layout, logits and labels must be single concatenated tensors")
+    total = sum(layout.values())
+    if total != logits.shape[0] or total != labels.shape[0]:
+        raise ShowoError(
+            f"layout has {total} rows but the batch has {logits.shape[0]} logits, {labels.shape[0]} labels"
+        )
+    parts, row = [], 0
+    for task, n in layout.items():
+        if n < 0:
+            raise ShowoError(f"layout row count for {task} is negative ({n})")
+        parts.append((task, logits[row : row + n], labels[row : row + n]))
+        row += n
+    return parts
+
+
+def showo_loss(
+    logits: torch.Tensor | Mapping[str, torch.Tensor],
+    labels: torch.Tensor | Mapping[str, torch.Tensor],
+    layout: Mapping[str, int] | None,
+    coeffs: Mapping[str, float] | None = None,
+    *,
+    max_text_len: int | None = None,
+    image_objective: str = "mtp",
+) -> dict[str, torch.Tensor]:
+    """Weighted sum of per-task token means; see the module docstring for batch forms and rules."""
+    coeffs = coeffs or {}
+    out: dict[str, torch.Tensor] = {}
+    total: torch.Tensor | None = None
+    anchor: torch.Tensor | None = None
+    for task, lg, lb in _split(logits, labels, layout):
+        if lg.shape[:2] != lb.shape:
+            raise ShowoError(f"{task}: logits {tuple(lg.shape)} do not match labels {tuple(lb.shape)}")
+        anchor = lg if anchor is None else anchor
+        if lg.shape[0] == 0:
+            continue
+        ce_sum, count = task_terms(task, lg, lb, max_text_len, image_objective)
+        out[f"tokens_{task}"] = count
+        loss_task = ce_sum / count.clamp(min=1)  # 0 without targets; no host sync
+        out[f"loss_{task}"] = loss_task
+        term = coeffs.get(task, 1.0) * loss_task
+        total = term if total is None else total + term
+    if total is None:
+        if anchor is None:
+            raise ShowoError("the loss got an empty batch")
+        total = anchor.sum() * 0.0  # keeps a graph so backward works on every rank
+    out["loss"] = total
+    return out
