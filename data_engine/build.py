@@ -1,0 +1,328 @@
+"""`showo-data build`: sources -> safe decode + Show-o transform (DataLoader workers) -> recaption ->
+batched encode under inference mode -> shards written on a background thread.
+
+Shards are units of the input order (see `sources`), partitions take every `world_size`-th unit, and a
+shard whose record exists is skipped, so reruns resume, partitions add up to one run, and every batch
+is formed from one unit's inputs only (the same batches, hence the same codes, however the work runs).
+Exact duplicates (sha1 of the image bytes; optionally identical code sequences) are dropped within a
+shard and recorded in `dropped.jsonl`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from data_engine.manifest import check_build, finalize
+from data_engine.prepare import Prepared, PrepareDataset, PrepareOptions, UnitEnd, passthrough
+from data_engine.recaption import Captioner, make_captioner
+from data_engine.sources import Source, Unit, open_source
+from data_engine.writer import BackgroundWriter, EncodedSample, ShardJob, failpoint, finished_record
+from showo.errors import ShowoError
+
+DEDUP_MODES = ("none", "sha1", "codes")
+EMPTY_RECAPTION = "empty_recaption"
+
+
+@dataclass
+class BuildOptions:
+    """Everything `showo-data build` accepts (see `data_engine.cli` for the flags)."""
+
+    source: str
+    out: str
+    tokenizer: str | None = None
+    resolution: int = 256
+    recaptioner: str = "keep"
+    caption_prompt: str | None = None
+    caption_max_tokens: int = 48
+    shard_size: int = 1000
+    name: str | None = None
+    rank: int | None = None
+    world_size: int | None = None
+    batch_size: int = 32
+    workers: int = 2
+    dedup: str = "sha1"
+    min_size: int = 32
+    max_pixels: int | None = None
+    max_caption_chars: int = 8192
+    image_root: str | None = None
+    split: str = "train"
+    limit: int | None = None
+    progress: bool = True
+
+
+def partition(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """Explicit `--rank/--world-size`, else torchrun's RANK/WORLD_SIZE, else SLURM's, else (0, 1)."""
+    env = os.environ
+    if world_size is None:
+        world_size = int(env.get("WORLD_SIZE", env.get("SLURM_NTASKS", 1)))
+    if rank is None:
+        rank = int(env.get("RANK", env.get("SLURM_PROCID", 0)))
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ShowoError(f"partition rank {rank} is not within world size {world_size}")
+    return rank, world_size
+
+
+@dataclass
+class _UnitState:
+    """A unit in flight: accepted inputs waiting for a batch, finished samples, dropped inputs."""
+
+    unit: Unit
+    started: float
+    pending: list[Prepared] = field(default_factory=list)
+    samples: list[EncodedSample] = field(default_factory=list)
+    dropped: list[dict] = field(default_factory=list)
+    seen_sha1: dict[str, str] = field(default_factory=dict)
+    seen_codes: dict[bytes, str] = field(default_factory=dict)
+    tasks: Counter = field(default_factory=Counter)
+    images: int = 0
+
+
+class Builder:
+    """One partition of one build; `run()` returns the report when this partition completed the set."""
+
+    def __init__(self, options: BuildOptions):
+        self.options = options
+        if options.dedup not in DEDUP_MODES:
+            raise ShowoError(
+                f"unknown dedup mode {options.dedup!r}; expected one of {', '.join(DEDUP_MODES)}"
+            )
+        if options.shard_size < 1 or options.batch_size < 1:
+            raise ShowoError("--shard-size and --batch-size must be positive")
+        self.source: Source = open_source(
+            options.source, image_root=options.image_root, split=options.split, limit=options.limit
+        )
+        self.rank, self.world_size = partition(options.rank, options.world_size)
+        self.tokenizer = self._load_tokenizer()
+        self.captioner: Captioner = make_captioner(
+            options.recaptioner, options.caption_prompt, options.caption_max_tokens
+        )
+        if self.captioner.needs_template and not self.source.has_templates:
+            raise ShowoError(
+                f"the template recaptioner needs embedded: or imagefolder: data, not {self.source.kind}:"
+            )
+        self.name = self.source.default_name if options.name is None else options.name
+        self.out = Path(options.out)
+        self.units = self.source.units(options.shard_size, options.limit)
+        self.paths = [self.out / f"{self.name}-{u.index:06d}.tar" for u in self.units]
+
+    def _load_tokenizer(self):
+        from showo.tokenizer import load_image_tokenizer
+
+        if self.options.tokenizer is None:
+            raise ShowoError("--tokenizer PATH is required (an image tokenizer directory or checkpoint)")
+        tokenizer = load_image_tokenizer(self.options.tokenizer)
+        factor, resolution = tokenizer.downsample_factor, self.options.resolution
+        if resolution <= 0 or resolution % factor:
+            raise ShowoError(
+                f"--resolution {resolution} is not a multiple of the tokenizer's downsample factor {factor}"
+            )
+        if tokenizer.codebook_size > 2**16:
+            raise ShowoError(
+                f"codebook of {tokenizer.codebook_size} codes does not fit the uint16 code format"
+            )
+        self.grid = [resolution // factor, resolution // factor]
+        return tokenizer.eval()
+
+    def settings(self) -> dict:
+        """What shard bytes depend on; a rerun must match it exactly (checked against build.json)."""
+        o = self.options
+        return {
+            "source": self.source.spec,
+            "name": self.name,
+            "shard_size": o.shard_size,
+            "limit": o.limit,
+            "units": len(self.units),
+            "resolution": o.resolution,
+            "grid": self.grid,
+            "tokenizer": {
+                "path": str(Path(o.tokenizer).resolve()),
+                "identity": self.tokenizer.identity(),
+                "codebook_size": self.tokenizer.codebook_size,
+            },
+            "transform": {
+                "name": "showo_transform",
+                "resize": "bicubic short side",
+                "crop": "center",
+                "range": [-1, 1],
+            },
+            "captioner": self.captioner.describe(),
+            "dedup": o.dedup,
+            "min_size": o.min_size,
+            "max_pixels": o.max_pixels,
+            "max_caption_chars": o.max_caption_chars,
+            "batch_size": o.batch_size,
+        }
+
+    def run(self) -> dict:
+        self.out.mkdir(parents=True, exist_ok=True)
+        settings = self.settings()
+        check_build(self.out, settings)
+        mine = [u for u in self.units if u.index % self.world_size == self.rank]
+        todo = [u for u in mine if finished_record(self.paths[u.index]) is None]
+        if todo:
+            self._encode_units(todo)
+        report = finalize(self.out, settings, self.paths)
+        if report is None:
+            return {"partition": [self.rank, self.world_size], "shards_done": len(mine), "complete": False}
+        return report
+
+    def _encode_units(self, todo: list[Unit]) -> None:
+        o = self.options
+        prep = PrepareOptions(
+            resolution=o.resolution,
+            min_size=o.min_size,
+            max_pixels=o.max_pixels,
+            max_caption_chars=o.max_caption_chars,
+            needs_caption=self.captioner.needs_caption,
+            needs_template=self.captioner.needs_template,
+            keep_rgb=self.captioner.needs_rgb,
+        )
+        loader = DataLoader(
+            PrepareDataset(self.source, todo, prep),
+            batch_size=None,
+            num_workers=min(o.workers, len(todo)),
+            collate_fn=passthrough,
+        )
+        known = [u.size for u in todo]
+        total = None if None in known else sum(known)
+        bar = tqdm(
+            total=total, unit="img", desc=f"showo-data {self.name}", disable=not o.progress, file=sys.stderr
+        )
+        states: dict[int, _UnitState] = {}
+        writer = BackgroundWriter(on_done=lambda record: None)
+        try:
+            for item in loader:
+                if isinstance(item, UnitEnd):
+                    state = states.pop(item.unit, None) or _UnitState(self.units[item.unit], time.time())
+                    writer.submit(self._finish(state, item.inputs))
+                    continue
+                state = states.setdefault(item.unit, _UnitState(self.units[item.unit], time.time()))
+                self._accept(state, item)
+                bar.update(1)
+                failpoint("input")
+        finally:
+            bar.close()
+        writer.close()
+
+    def _accept(self, state: _UnitState, item: Prepared) -> None:
+        if item.reject is not None:
+            reason, detail = item.reject
+            state.dropped.append(
+                {"position": item.position, "source": item.source, "reason": reason, "detail": detail}
+            )
+            return
+        if self.options.dedup != "none":
+            first = state.seen_sha1.get(item.sha1)
+            if first is not None:
+                state.dropped.append(
+                    {
+                        "position": item.position,
+                        "source": item.source,
+                        "reason": "duplicate",
+                        "detail": f"sha1 of {first}",
+                    }
+                )
+                return
+            state.seen_sha1[item.sha1] = item.source
+        state.pending.append(item)
+        if len(state.pending) >= self.options.batch_size:
+            self._flush(state)
+
+    def _flush(self, state: _UnitState) -> None:
+        """Encode (and recaption) the pending inputs of one unit as one batch, then turn them into samples."""
+        batch, state.pending = state.pending, []
+        if not batch:
+            return
+        codes = self._encode([p.pixels for p in batch])
+        texts: list[str | None] = [None] * len(batch)
+        visual = [i for i, p in enumerate(batch) if p.pixels is not None]
+        if visual and (self.captioner.needs_rgb or self.captioner.needs_template):
+            made = self.captioner.recaption(
+                [batch[i].rgb for i in visual], [batch[i].template for i in visual]
+            )
+            for i, text in zip(visual, made):
+                texts[i] = text
+        for item, code, text in zip(batch, codes, texts):
+            self._add_sample(state, item, code, text)
+
+    def _encode(self, pixels: list[torch.Tensor | None]) -> list[np.ndarray | None]:
+        """All frames of the batch in one encoder call; returns [F, h*w] uint16 per input (None: text)."""
+        present = [p for p in pixels if p is not None]
+        if not present:
+            return [None] * len(pixels)
+        with torch.inference_mode():
+            flat = self.tokenizer.encode(torch.cat(present)).cpu().numpy().astype(np.uint16)
+        out, offset = [], 0
+        for p in pixels:
+            if p is None:
+                out.append(None)
+                continue
+            frames = flat[offset : offset + p.shape[0]]
+            offset += p.shape[0]
+            out.append(frames)
+        return out
+
+    def _add_sample(
+        self, state: _UnitState, item: Prepared, frames: np.ndarray | None, recaption: str | None
+    ) -> None:
+        """Codes are stored as [h*w] per image, [F, h*w] for a keyframe sequence (task `mixed`)."""
+        codes = frames if frames is None or item.task == "mixed" else frames[0]
+        key = f"{self.name}-{state.unit.index:06d}-{item.position:06d}"
+        drop = {"position": item.position, "source": item.source}
+        if codes is not None and self.options.dedup == "codes":
+            first = state.seen_codes.setdefault(codes.tobytes(), item.source)
+            if first != item.source:
+                state.dropped.append({**drop, "reason": "duplicate", "detail": f"codes of {first}"})
+                return
+        if recaption is not None and not recaption.strip():
+            state.dropped.append({**drop, "reason": EMPTY_RECAPTION, "detail": self.captioner.id})
+            return
+        txt = item.caption if recaption is None else recaption
+        meta: dict = {"task": item.task, "source": item.source}
+        captions = None
+        if codes is not None:
+            meta.update(orig_size=item.orig_size, crop=item.crop, sha1=item.sha1, grid=self.grid)
+            recaptions = (
+                []
+                if recaption is None
+                else [{"captioner": self.captioner.id, "prompt": self.captioner.prompt, "text": recaption}]
+            )
+            captions = {"original": item.caption, "recaptions": recaptions}
+            state.images += int(codes.shape[0]) if codes.ndim == 2 else 1
+        else:
+            meta.update(sha1=item.sha1, chars=len(txt or ""))
+        meta.update(item.meta)
+        state.samples.append(EncodedSample(key, txt or "", meta, codes, captions))
+        state.tasks[item.task] += 1
+
+    def _finish(self, state: _UnitState, inputs: int) -> ShardJob:
+        self._flush(state)
+        unit = state.unit
+        span = {"spec": self.source.spec, "unit": unit.index}
+        span.update({"tar": Path(unit.path).name} if unit.path else {"start": unit.start, "stop": unit.stop})
+        record = {
+            "unit": unit.index,
+            "source": span,
+            "inputs": inputs,
+            "tasks": dict(sorted(state.tasks.items())),
+            "dropped": sorted(state.dropped, key=lambda d: d["position"]),
+            "images": state.images,
+            "started": state.started,
+            "finished": time.time(),
+        }
+        return ShardJob(self.paths[unit.index], state.samples, record)
+
+
+def build(options: BuildOptions) -> dict:
+    """Run one partition of a build (see the module docstring); returns report.json's content when done."""
+    return Builder(options).run()

@@ -1,0 +1,141 @@
+"""`showo-data build | inspect | stats`: the offline data engine's command line.
+
+A `ShowoError` (bad source, missing tokenizer, unknown kind, ...) prints one line
+`showo-data: error: <message>` and exits 2, like argparse usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from showo.errors import ShowoError
+
+
+def _add_build(subparsers) -> None:
+    p = subparsers.add_parser(
+        "build",
+        help="encode a source into WebDataset shards",
+        description="Decode, transform, recaption and encode a source into shards + manifest.jsonl + report.json.",
+    )
+    p.add_argument(
+        "--source",
+        required=True,
+        help="KIND:PATH with KIND in pairs|jsonl|wds|imagefolder|text|llava|embedded",
+    )
+    p.add_argument("--out", required=True, help="output directory (created; a rerun resumes it)")
+    p.add_argument("--tokenizer", help="image tokenizer directory or official checkpoint")
+    p.add_argument(
+        "--resolution", type=int, default=256, help="square side in pixels (256 -> 16x16 codes at f=16)"
+    )
+    p.add_argument("--recaptioner", default="keep", help="keep | template | hf:PATH (default: keep)")
+    p.add_argument("--caption-prompt", help="text prompt for hf: captioners that take one")
+    p.add_argument("--caption-max-tokens", type=int, default=48)
+    p.add_argument(
+        "--shard-size", type=int, default=1000, help="inputs per shard (wds: one shard per input tar)"
+    )
+    p.add_argument("--name", help="shard name prefix (default: from the source)")
+    p.add_argument("--rank", type=int, help="this partition (default: $RANK from torchrun, else 0)")
+    p.add_argument("--world-size", type=int, help="number of partitions (default: $WORLD_SIZE, else 1)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per encoder call")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers decoding and resizing")
+    p.add_argument(
+        "--dedup", default="sha1", choices=("none", "sha1", "codes"), help="drop exact duplicates per shard"
+    )
+    p.add_argument("--min-size", type=int, default=32, help="reject images whose short side is smaller")
+    p.add_argument(
+        "--max-pixels", type=int, help="reject images declaring more pixels (default: Pillow's limit)"
+    )
+    p.add_argument("--max-caption-chars", type=int, default=8192, help="reject longer source captions")
+    p.add_argument("--image-root", help="image directory for jsonl:/llava: sources")
+    p.add_argument("--split", default="train", help="embedded: split (train | heldout)")
+    p.add_argument("--limit", type=int, help="use only the first N inputs (embedded: how many to generate)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_build)
+
+
+def _run_build(args: argparse.Namespace) -> int:
+    from data_engine.build import BuildOptions, build
+
+    options = BuildOptions(
+        source=args.source,
+        out=args.out,
+        tokenizer=args.tokenizer,
+        resolution=args.resolution,
+        recaptioner=args.recaptioner,
+        caption_prompt=args.caption_prompt,
+        caption_max_tokens=args.caption_max_tokens,
+        shard_size=args.shard_size,
+        name=args.name,
+        rank=args.rank,
+        world_size=args.world_size,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        dedup=args.dedup,
+        min_size=args.min_size,
+        max_pixels=args.max_pixels,
+        max_caption_chars=args.max_caption_chars,
+        image_root=args.image_root,
+        split=args.split,
+        limit=args.limit,
+        progress=not args.no_progress,
+    )
+    print(json.dumps(build(options)))
+    return 0
+
+
+def _add_inspect(subparsers) -> None:
+    p = subparsers.add_parser("inspect", help="decode shard codes back to an image grid")
+    p.add_argument("directory")
+    p.add_argument("--grid", required=True, help="output PNG")
+    p.add_argument("--count", type=int, default=16, help="how many samples to show")
+    p.add_argument("--tokenizer", help="override the tokenizer path the manifest names (identity must match)")
+    p.set_defaults(func=_run_inspect)
+
+
+def _run_inspect(args: argparse.Namespace) -> int:
+    from data_engine.inspection import inspect_shards
+
+    for row in inspect_shards(args.directory, args.grid, args.count, args.tokenizer):
+        print(json.dumps(row, ensure_ascii=False))
+    print(f"wrote {args.grid}", file=sys.stderr)
+    return 0
+
+
+def _add_stats(subparsers) -> None:
+    p = subparsers.add_parser("stats", help="summarise a shard directory as JSON")
+    p.add_argument("directory")
+    p.add_argument("--verify", action="store_true", help="check every shard against its manifest sha256")
+    p.set_defaults(func=_run_stats)
+
+
+def _run_stats(args: argparse.Namespace) -> int:
+    from data_engine.inspection import shard_stats
+
+    print(json.dumps(shard_stats(args.directory, args.verify), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="showo-data", description="Offline Show-o data engine: pre-tokenized shards."
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    _add_build(subparsers)
+    _add_inspect(subparsers)
+    _add_stats(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ShowoError as err:
+        print(f"showo-data: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""The dataset-level files: `build.json` (the settings every shard was made with), `manifest.jsonl`
+(one line per shard), `report.json` (what happened to every input) and `dropped.jsonl` (each input that
+was not written, with its reason). Assembled from per-shard records once every shard exists, by
+whichever partition finishes last, so they are the same however the work was split.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from data_engine.writer import atomic_write, dumps_json, record_path
+from showo.errors import ShowoError
+
+BUILD_FILE = "build.json"
+MANIFEST_FILE = "manifest.jsonl"
+REPORT_FILE = "report.json"
+DROPPED_FILE = "dropped.jsonl"
+
+
+def check_build(out: Path, settings: dict) -> None:
+    """Record the build settings, or refuse to mix shards made with different ones into one directory."""
+    path = out / BUILD_FILE
+    if path.is_file():
+        try:
+            previous = json.loads(path.read_bytes())
+        except json.JSONDecodeError:
+            previous = None
+        if previous != settings:
+            changed = sorted(k for k in settings if previous is None or previous.get(k) != settings.get(k))
+            raise ShowoError(
+                f"{out} holds shards built with other settings ({', '.join(changed) or 'unreadable build.json'}); "
+                "use a new --out directory"
+            )
+        return
+    atomic_write(path, dumps_json(settings))
+
+
+def _busy_seconds(records: list[dict]) -> float:
+    """Length of the union of the records' [started, finished] intervals: overlapping partitions count
+    once and the idle gap before a resumed run does not count."""
+    spans = sorted((r["started"], r["finished"]) for r in records if "started" in r)
+    total, end = 0.0, float("-inf")
+    for start, stop in spans:
+        if stop > end:
+            total += stop - max(start, end)
+            end = stop
+    return total
+
+
+def finalize(out: Path, settings: dict, shard_paths: list[Path]) -> dict | None:
+    """Write manifest.jsonl, report.json and dropped.jsonl when every shard has its record; None otherwise."""
+    records = []
+    for path in shard_paths:
+        try:
+            records.append(json.loads(record_path(path).read_bytes()))
+        except (OSError, json.JSONDecodeError):
+            return None
+    manifest_keys = ("tokenizer", "transform", "resolution", "grid", "captioner")
+    lines, dropped = [], []
+    reasons: Counter[str] = Counter()
+    tasks: Counter[str] = Counter()
+    for record in records:
+        entry = {
+            "shard": record["shard"],
+            "samples": record["samples"],
+            "sha256": record["sha256"],
+            "bytes": record["bytes"],
+            **{k: settings[k] for k in manifest_keys},
+            "source": record["source"],
+            "inputs": record["inputs"],
+            "tasks": record["tasks"],
+        }
+        lines.append(dumps_json(entry))
+        for item in record["dropped"]:
+            dropped.append(dumps_json({"shard": record["shard"], **item}))
+            if item["reason"] != "duplicate":
+                reasons[item["reason"]] += 1
+        tasks.update(record["tasks"])
+    inputs = sum(r["inputs"] for r in records)
+    written = sum(r["samples"] for r in records)
+    duplicates = sum(1 for r in records for item in r["dropped"] if item["reason"] == "duplicate")
+    images = sum(r["images"] for r in records)
+    busy = _busy_seconds(records)
+    report = {
+        "source": settings["source"],
+        "inputs": inputs,
+        "written": written,
+        "rejected": sum(reasons.values()),
+        "rejected_by_reason": dict(sorted(reasons.items())),
+        "duplicates": duplicates,
+        "dedup": settings["dedup"],
+        "shards": len(records),
+        "tasks": dict(sorted(tasks.items())),
+        "images": images,
+        "images_per_s": round(images / busy, 3) if busy > 0 else None,
+        "bytes": sum(r["bytes"] for r in records),
+    }
+    atomic_write(out / MANIFEST_FILE, b"".join(line + b"\n" for line in lines))
+    atomic_write(out / DROPPED_FILE, b"".join(line + b"\n" for line in dropped))
+    atomic_write(out / REPORT_FILE, json.dumps(report, indent=2).encode() + b"\n")
+    return report
+
+
+def read_manifest(directory: str | Path) -> tuple[Path, list[dict]]:
+    """The shard directory and its manifest lines; a missing or partial build is a `ShowoError`."""
+    root = Path(directory)
+    path = root / MANIFEST_FILE
+    if not root.is_dir():
+        raise ShowoError(f"shard directory {root} does not exist")
+    if not path.is_file():
+        raise ShowoError(f"{root} has no {MANIFEST_FILE} (the build has not finished on every partition)")
+    try:
+        entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except json.JSONDecodeError as err:
+        raise ShowoError(f"{path} is not valid JSON lines: {err}") from None
+    if not entries:
+        raise ShowoError(f"{path} lists no shards")
+    return root, entries

@@ -1,0 +1,111 @@
+"""Pluggable captioners: what text goes into `txt`, and what is recorded in `captions.json`.
+
+`keep` uses the source caption, `template` the exact caption that embedded/class data knows, `hf:PATH` a
+local transformers image-to-text model (batched, greedy, so reruns give the same text). Show-o's caption
+policies (first sentence half the time, prefix stripping) are training-time options, not applied here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from showo.errors import ShowoError
+
+KINDS = ("keep", "template", "hf:PATH")
+
+
+class Captioner:
+    """`keep`: the training text is the source's own caption; nothing is generated."""
+
+    id = "keep"
+    prompt: str | None = None
+    needs_caption = True
+    needs_template = False
+    needs_rgb = False
+
+    def describe(self) -> dict:
+        return {"id": self.id, "prompt": self.prompt}
+
+    def recaption(
+        self, images: list[list[np.ndarray] | None], templates: list[str | None]
+    ) -> list[str | None]:
+        """One new caption per input (None: keep the original)."""
+        return [None] * len(images)
+
+
+class TemplateCaptioner(Captioner):
+    """`template`: the exact caption generated data knows (embedded scenes, class names)."""
+
+    id = "template"
+    needs_caption = False
+    needs_template = True
+
+    def recaption(self, images, templates):
+        return list(templates)
+
+
+class HFCaptioner(Captioner):
+    """`hf:PATH`: a local transformers image-to-text model directory (e.g. a VisionEncoderDecoderModel
+    saved with its image processor and tokenizer), run batched with greedy decoding."""
+
+    needs_caption = False
+    needs_rgb = True
+
+    def __init__(self, path: str, prompt: str | None = None, max_new_tokens: int = 48):
+        directory = Path(path)
+        if not (directory / "config.json").is_file():
+            raise ShowoError(f"hf captioner {path} is not a transformers model directory (no config.json)")
+        from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
+
+        try:
+            self.model = AutoModelForImageTextToText.from_pretrained(directory).eval()
+            self.tokenizer = AutoTokenizer.from_pretrained(directory)
+            self.processor = AutoProcessor.from_pretrained(directory) if prompt else None
+            self.image_processor = None if prompt else AutoImageProcessor.from_pretrained(directory)
+        except (OSError, ValueError, KeyError) as err:
+            raise ShowoError(f"hf captioner {path} could not be loaded: {err}") from None
+        self.prompt = prompt
+        self.max_new_tokens = max_new_tokens
+        self.id = f"hf:{directory.resolve().name}@{_directory_hash(directory)}"
+
+    def recaption(self, images, templates):
+        pictures = [Image.fromarray(frames[0]) for frames in images]
+        if self.processor is not None:
+            inputs = self.processor(images=pictures, text=[self.prompt] * len(pictures), return_tensors="pt")
+        else:
+            inputs = self.image_processor(images=pictures, return_tensors="pt")
+        with torch.inference_mode():
+            out = self.model.generate(
+                **inputs, max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1
+            )
+        if "input_ids" in inputs and not self.model.config.is_encoder_decoder:
+            out = out[:, inputs["input_ids"].shape[1] :]
+        return [text.strip() for text in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+
+
+def _directory_hash(directory: Path) -> str:
+    """Config and weights identify the captioner; recorded next to every recaption it wrote."""
+    digest = hashlib.sha256()
+    for path in sorted(directory.iterdir()):
+        if path.is_file() and (path.suffix in (".json", ".safetensors", ".bin", ".model", ".txt")):
+            digest.update(path.name.encode())
+            with open(path, "rb") as handle:
+                for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()[:12]
+
+
+def make_captioner(spec: str, prompt: str | None = None, max_new_tokens: int = 48) -> Captioner:
+    """Parse `--recaptioner`: keep | template | hf:PATH."""
+    if spec == "keep":
+        return Captioner()
+    if spec == "template":
+        return TemplateCaptioner()
+    if spec.startswith("hf:") and len(spec) > 3:
+        return HFCaptioner(spec[3:], prompt, max_new_tokens)
+    raise ShowoError(f"unknown recaptioner {spec!r}; expected one of {', '.join(KINDS)}")

@@ -1,0 +1,586 @@
+"""Input sources: each lists its inputs in a fixed order, cut into units (one unit = one output shard).
+
+Shard boundaries come from the input order alone (list sources: consecutive runs of `shard_size`
+inputs; `wds:` sources: one output shard per input tar, as open-muse's pre-encoder does), so a rerun,
+a resumed run and any number of partitions all produce the same shards. Sources are plain picklable
+objects: DataLoader workers call `samples(unit, resolution)` and read the bytes themselves.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import json
+import re
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from data_engine.decode import UNREADABLE, Reject, safe_member_name
+from showo.errors import ShowoError
+
+IMAGE_EXTENSIONS = frozenset({"jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"})
+CAPTION_EXTENSIONS = ("txt", "caption", "text")
+MISSING_TEXT = "missing_text"
+BAD_JSON = "bad_json_line"
+BAD_CAPTION = "bad_caption_file"
+NO_IMAGE = "missing_image"
+UNSAFE_MEMBER = "unsafe_member_name"
+CORRUPT_TAR = "corrupt_tar"
+BAD_CONVERSATION = "bad_conversation"
+EMBEDDED_KINDS = ("shapes", "shapes-instruct", "shapes-keyframes", "digits", "photos", "text")
+EMBEDDED_DEFAULT_COUNT = {"shapes": 2048, "shapes-instruct": 2048, "shapes-keyframes": 512}
+KEYFRAMES = 4
+
+
+@dataclass
+class RawSample:
+    """One input as a source hands it over: encoded image bytes (`data`) or generated pixels
+    (`images`, several for a keyframe sequence), the source's own caption, task metadata, or a reject."""
+
+    position: int
+    source: str
+    task: str
+    data: bytes | None = None
+    images: list[Image.Image] | None = None
+    caption: str | None = None
+    template: str | None = None
+    meta: dict = field(default_factory=dict)
+    reject: Reject | None = None
+
+
+@dataclass(frozen=True)
+class Unit:
+    """The inputs of one output shard: a span of the source order, or one input tar."""
+
+    index: int
+    start: int
+    stop: int
+    path: str | None = None
+
+    @property
+    def size(self) -> int | None:
+        return None if self.path is not None else self.stop - self.start
+
+
+class Source:
+    """Base class: `units` cuts the ordered inputs, `samples` yields one unit's inputs in order."""
+
+    kind = ""
+    trusted_pixels = False
+    has_templates = False
+
+    def __init__(self, path: str, default_name: str):
+        self.path = path
+        self.spec = f"{self.kind}:{path}"
+        self.default_name = sanitize_name(default_name)
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def units(self, shard_size: int, limit: int | None = None) -> list[Unit]:
+        total = len(self) if limit is None else min(len(self), limit)
+        return [
+            Unit(i, start, min(start + shard_size, total))
+            for i, start in enumerate(range(0, total, shard_size))
+        ]
+
+    def samples(self, unit: Unit, resolution: int) -> Iterator[RawSample]:
+        raise NotImplementedError
+
+
+def sanitize_name(name: str) -> str:
+    """A shard/key prefix without dots or path characters (webdataset splits keys at the first dot)."""
+    clean = re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")
+    return clean or "data"
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise Reject(UNREADABLE, f"{path.name}: {err.strerror or err}") from None
+
+
+def _caption_from_json(data: dict) -> str | None:
+    for name in ("caption", "text", "txt"):
+        if isinstance(data.get(name), str):
+            return data[name]
+    return None
+
+
+def _line_offsets(path: Path) -> list[int]:
+    """Byte offsets of the non-blank lines, so each unit seeks straight to its own lines."""
+    offsets, position = [], 0
+    with path.open("rb") as handle:
+        for line in handle:
+            if line.strip():
+                offsets.append(position)
+            position += len(line)
+    return offsets
+
+
+def _read_lines(path: Path, offsets: list[int]) -> Iterator[tuple[int, object]]:
+    with path.open("rb") as handle:
+        for number, offset in offsets:
+            handle.seek(offset)
+            raw = handle.readline()
+            try:
+                yield number, json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                yield number, Reject(BAD_JSON, f"line {number + 1}: {err}")
+
+
+class PairsSource(Source):
+    """`pairs:DIR`: images with same-stem .txt (or .json with a `caption`) files, in sorted path order."""
+
+    kind = "pairs"
+
+    def __init__(self, path: str):
+        root = Path(path)
+        if not root.is_dir():
+            raise ShowoError(f"pairs source {path} is not a directory")
+        super().__init__(str(root.resolve()), root.resolve().name)
+        self.files = sorted(
+            p.relative_to(root).as_posix()
+            for p in root.rglob("*")
+            if p.suffix[1:].lower() in IMAGE_EXTENSIONS and p.is_file()
+        )
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def samples(self, unit: Unit, resolution: int) -> Iterator[RawSample]:
+        root = Path(self.path)
+        for position, rel in enumerate(self.files[unit.start : unit.stop]):
+            sample = RawSample(position, rel, "image_text")
+            try:
+                sample.data = _read_bytes(root / rel)
+                sample.caption = self._caption(root / rel)
+            except Reject as reject:
+                sample.reject = reject
+            yield sample
+
+    @staticmethod
+    def _caption(image: Path) -> str | None:
+        txt, js = image.with_suffix(".txt"), image.with_suffix(".json")
+        try:
+            if txt.is_file():
+                return txt.read_bytes().decode("utf-8").strip()
+            if js.is_file():
+                return _caption_from_json(json.loads(js.read_bytes()))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as err:
+            raise Reject(BAD_CAPTION, str(err)) from None
+        return None
+
+
+class JsonlSource(Source):
+    """`jsonl:FILE`: one `{"image": path, "caption": text}` per line; paths relative to --image-root
+    (default: the file's directory)."""
+
+    kind = "jsonl"
+
+    def __init__(self, path: str, image_root: str | None = None):
+        file = Path(path)
+        if not file.is_file():
+            raise ShowoError(f"jsonl source {path} is not a file")
+        super().__init__(str(file.resolve()), file.stem)
+        self.image_root = str(Path(image_root).resolve()) if image_root else str(file.resolve().parent)
+        self.offsets = _line_offsets(file)
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def samples(self, unit: Unit, resolution: int) -> Iterator[RawSample]:
+        lines = list(enumerate(self.offsets))[unit.start : unit.stop]
+        for position, (number, record) in enumerate(_read_lines(Path(self.path), lines)):
+            sample = RawSample(position, f"line {number + 1}", "image_text")
+            try:
+                if isinstance(record, Reject):
+                    raise record
+                image = record.get("image") if isinstance(record, dict) else None
+                if not isinstance(image, str):
+                    raise Reject(NO_IMAGE, f"line {number + 1} has no image path")
+                sample.source = image
+                sample.caption = _caption_from_json(record)
+                sample.data = _read_bytes(Path(self.image_root) / image)
+            except Reject as reject:
+                sample.reject = reject
+            yield sample
+
+
+class WdsSource(Source):
+    """`wds:GLOB`: raw image-text tars as LAION/CC12M ship them; one output shard per input tar."""
+
+    kind = "wds"
+
+    def __init__(self, pattern: str):
+        from braceexpand import braceexpand
+
+        super().__init__(pattern, Path(pattern.split("{")[0].split("*")[0]).name or "wds")
+        self.tars = sorted({p for part in braceexpand(pattern) for p in glob.glob(part)})
+        if not self.tars:
+            raise ShowoError(f"wds source {pattern} matches no tar files")
+
+    def __len__(self) -> int:
+        return len(self.tars)
+
+    def units(self, shard_size: int, limit: int | None = None) -> list[Unit]:
+        return [Unit(i, 0, 0, path) for i, path in enumerate(self.tars)]
+
+    def samples(self, unit: Unit, resolution: int) -> Iterator[RawSample]:
+        tar_name = Path(unit.path).name
+        position = 0
+        try:
+            for key, members in _grouped_members(unit.path):
+                yield self._sample(position, tar_name, key, members)
+                position += 1
+        except (tarfile.TarError, OSError, EOFError) as err:
+            yield RawSample(
+                position, f"{tar_name}:<rest>", "image_text", reject=Reject(CORRUPT_TAR, str(err))
+            )
+
+    @staticmethod
+    def _sample(position: int, tar_name: str, key: str | None, members: dict[str, bytes]) -> RawSample:
+        sample = RawSample(position, f"{tar_name}:{key}", "image_text")
+        if key is None:
+            sample.source = f"{tar_name}:{members.get('__name__', b'').decode('utf-8', 'replace')[:200]}"
+            sample.reject = Reject(UNSAFE_MEMBER, "absolute, upward or non-regular tar member")
+            return sample
+        image = next((ext for ext in ("jpg", "jpeg", "png", "webp") if ext in members), None)
+        if image is None:
+            sample.reject = Reject(NO_IMAGE, f"no image member among {sorted(members)}")
+            return sample
+        sample.data = members[image]
+        try:
+            text = next((members[ext] for ext in CAPTION_EXTENSIONS if ext in members), None)
+            if text is not None:
+                sample.caption = text.decode("utf-8").strip()
+            elif "json" in members:
+                sample.caption = _caption_from_json(json.loads(members["json"]))
+        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as err:
+            sample.reject = Reject(BAD_CAPTION, str(err))
+        return sample
+
+
+def _grouped_members(path: str) -> Iterator[tuple[str | None, dict[str, bytes]]]:
+    """Consecutive members sharing a key (the name up to the first dot of its basename), like
+    webdataset's grouping; an unsafe member is its own group with key None and is never read."""
+    key, group = None, {}
+    with tarfile.open(path, "r|*") as tar:
+        for member in tar:
+            if member.isdir():
+                continue
+            name = safe_member_name(member.name)
+            if name is None or not member.isfile():
+                if group:
+                    yield key, group
+                    key, group = None, {}
+                yield None, {"__name__": member.name.encode("utf-8", "replace")}
+                continue
+            directory, base = posixpath_split(name)
+            stem, _, ext = base.partition(".")
+            member_key = f"{directory}/{stem}" if directory else stem
+            if group and member_key != key:
+                yield key, group
+                group = {}
+            key = member_key
+            handle = tar.extractfile(member)
+            group[ext.lower()] = handle.read() if handle is not None else b""
+    if group:
+        yield key, group
+
+
+def posixpath_split(name: str) -> tuple[str, str]:
+    directory, _, base = name.rpartition("/")
+    return directory, base
+
+
+class ImageFolderSource(Source):
+    """`imagefolder:DIR`: one subfolder per class; the label is the sorted class index and the text is
+    the class name (stage-1 class-conditional data)."""
+
+    kind = "imagefolder"
+    has_templates = True
+
+    def __init__(self, path: str):
+        root = Path(path)
+        if not root.is_dir():
+            raise ShowoError(f"imagefolder source {path} is not a directory")
+        super().__init__(str(root.resolve()), root.resolve().name)
+        self.classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+        if not self.classes:
+            raise ShowoError(f"imagefolder source {path} has no class subfolders")
+        self.files = [
+            (label, p.relative_to(root).as_posix())
+            for label, name in enumerate(self.classes)
+            for p in sorted((root / name).rglob("*"))
+            if p.suffix[1:].lower() in IMAGE_EXTENSIONS and p.is_file()
+        ]
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def samples(self, unit: Unit, resolution: int) -> Iterator[RawSample]:
+        for position, (label, rel) in enumerate(self.files[unit.start : unit.stop]):
+            name = self.classes[label].replace("_", " ")
+            sample = RawSample(position, rel, "class", caption=name, template=name)
+            sample.meta = {"label": label, "class_name": name}
+            try:
+                sample.data = _read_bytes(Path(self.path) / rel)
+            except Reject as reject:
+                sample.reject = reject
+            yield sample
+
+
+class TextSource(Source):
+    """`text:FILE.jsonl`: the language-modelling stream, one `{"text": ...}` per line."""
+
+    kind = "text"
+
+    def __init__(self, path: str):
+        file = Path(path)
+        if not file.is_file():
+            raise ShowoError(f"text source {path} is not a file")
+        super().__init__(str(file.resolve()), file.stem)
+        self.offsets = _line_offsets(file)
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def samples(self, unit: Unit, resolution: int) -> Iterator[RawSample]:
+        lines = list(enumerate(self.offsets))[unit.start : unit.stop]
+        for position, (number, record) in enumerate(_read_lines(Path(self.path), lines)):
+            sample = RawSample(position, f"line {number + 1}", "lm")
+            text = (
+                record
+                if isinstance(record, str)
+                else record.get("text")
+                if isinstance(record, dict)
+                else None
+            )
+            if isinstance(record, Reject):
+                sample.reject = record
+            elif not isinstance(text, str) or not text.strip():
+                sample.reject = Reject(MISSING_TEXT, f"line {number + 1} has no text")
+            else:
+                sample.caption = text
+            yield sample
+
+
+class LlavaSource(Source):
+    """`llava:FILE.json --image-root DIR`: LLaVA instruction conversations (`id`, `image`,
+    `conversations` of human/gpt turns); items without an image are rejected, as the official loader
+    drops them. The conversation is stored as is; `txt` holds the first answer."""
+
+    kind = "llava"
+
+    def __init__(self, path: str, image_root: str | None):
+        file = Path(path)
+        if not file.is_file():
+            raise ShowoError(f"llava source {path} is not a file")
+        if image_root is None or not Path(image_root).is_dir():
+            raise ShowoError(f"llava source needs --image-root DIR (got {image_root})")
+        super().__init__(str(file.resolve()), file.stem)
+        self.image_root = str(Path(image_root).resolve())
+        try:
+            self.items = json.loads(file.read_bytes())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ShowoError(f"llava source {path} is not valid JSON: {err}") from None
+        if not isinstance(self.items, list):
+            raise ShowoError(f"llava source {path} must hold a JSON list of conversations")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def samples(self, unit: Unit, resolution: int) -> Iterator[RawSample]:
+        for position, item in enumerate(self.items[unit.start : unit.stop]):
+            ident = str(item.get("id", unit.start + position)) if isinstance(item, dict) else str(position)
+            sample = RawSample(position, ident, "instruct")
+            try:
+                if not isinstance(item, dict) or not isinstance(item.get("image"), str):
+                    raise Reject(NO_IMAGE, "no image")
+                turns = item.get("conversations")
+                if not _valid_conversation(turns):
+                    raise Reject(BAD_CONVERSATION, "conversations must alternate human/gpt string turns")
+                sample.source = f"{ident}:{item['image']}"
+                sample.meta = {"conversations": turns}
+                sample.caption = next(t["value"] for t in turns if t["from"] == "gpt")
+                sample.data = _read_bytes(Path(self.image_root) / item["image"])
+            except Reject as reject:
+                sample.reject = reject
+            yield sample
+
+
+def _valid_conversation(turns: object) -> bool:
+    if not isinstance(turns, list) or len(turns) < 2 or len(turns) % 2:
+        return False
+    expected = ("human", "gpt")
+    return all(
+        isinstance(t, dict) and t.get("from") == expected[i % 2] and isinstance(t.get("value"), str)
+        for i, t in enumerate(turns)
+    )
+
+
+class EmbeddedSource(Source):
+    """`embedded:NAME`: the offline data of `showo.embedded`, generated at the build resolution (the
+    generator is the original, so nothing is upsampled). Its captions are exact (`template`)."""
+
+    kind = "embedded"
+    trusted_pixels = True
+    has_templates = True
+
+    def __init__(self, name: str, split: str = "train", count: int | None = None):
+        if name not in EMBEDDED_KINDS:
+            raise ShowoError(f"unknown embedded source {name!r}; expected one of {', '.join(EMBEDDED_KINDS)}")
+        super().__init__(name, name if split == "train" else f"{name}-{split}")
+        from showo.embedded.splits import check_split
+
+        self.name, self.split = name, check_split(split)
+        self.spec = f"embedded:{name}?split={split}"
+        self.count = count if count is not None else self._natural_count()
+
+    def _natural_count(self) -> int:
+        if self.name in EMBEDDED_DEFAULT_COUNT:
+            return EMBEDDED_DEFAULT_COUNT[self.name]
+        if self.name == "digits":
+            from showo.embedded import digits
+
+            return len(digits.split_indices(self.split))
+        if self.name == "photos":
+            from showo.embedded import photos
+
+            return len(photos.names(self.split))
+        from showo.embedded import text
+
+        return len(text.documents(self.split))
+
+    def __len__(self) -> int:
+        return self.count
+
+    def samples(self, unit: Unit, resolution: int) -> Iterator[RawSample]:
+        make = getattr(self, "_" + self.name.replace("-", "_"))
+        for position, index in enumerate(range(unit.start, unit.stop)):
+            sample = make(index, resolution)
+            sample.position = position
+            yield sample
+
+    def _shapes(self, index: int, resolution: int) -> RawSample:
+        from showo.embedded import shapes
+
+        rng = shapes.scene_rng(self.split, index)
+        scene = shapes.sample_scene(rng)
+        text = shapes.caption(scene)
+        meta = {"qa": [list(qa) for qa in shapes.questions(scene, rng)], "scene": scene.to_dict()}
+        image = shapes.render(scene, resolution)
+        return RawSample(
+            0,
+            f"shapes:{self.split}:{index}",
+            "image_text",
+            images=[image],
+            caption=text,
+            template=text,
+            meta=meta,
+        )
+
+    def _shapes_instruct(self, index: int, resolution: int) -> RawSample:
+        from showo.embedded import shapes
+
+        rng = shapes.scene_rng(self.split, index)
+        scene = shapes.sample_scene(rng)
+        turns = shapes.conversation(scene, rng)
+        text = shapes.caption(scene)
+        meta = {"conversations": turns, "scene": scene.to_dict()}
+        image = shapes.render(scene, resolution)
+        return RawSample(
+            0,
+            f"shapes:{self.split}:{index}",
+            "instruct",
+            images=[image],
+            caption=text,
+            template=text,
+            meta=meta,
+        )
+
+    def _shapes_keyframes(self, index: int, resolution: int) -> RawSample:
+        from showo.embedded import shapes
+
+        frames = next(shapes.keyframe_sequences(self.split, 1, KEYFRAMES, resolution, start=index))
+        captions = [text for _, text in frames]
+        joined = "\n".join(captions)
+        return RawSample(
+            0,
+            f"keyframes:{self.split}:{index}",
+            "mixed",
+            images=[image for image, _ in frames],
+            caption=joined,
+            template=joined,
+            meta={"frame_captions": captions},
+        )
+
+    def _digits(self, index: int, resolution: int) -> RawSample:
+        from showo.embedded import digits
+
+        images, labels = digits.arrays(self.split)
+        label = int(labels[index])
+        name = digits.CLASS_NAMES[label]
+        original = int(digits.split_indices(self.split)[index])
+        return RawSample(
+            0,
+            f"digits:{original}",
+            "class",
+            images=[digits.upscale(np.asarray(images[index]), resolution)],
+            caption=name,
+            template=name,
+            meta={"label": label, "class_name": name},
+        )
+
+    def _photos(self, index: int, resolution: int) -> RawSample:
+        from showo.embedded import photos
+
+        name = photos.names(self.split)[index]
+        text = f"a photo of {name.replace('_', ' ')}"
+        return RawSample(
+            0, f"photos:{name}", "image_text", images=[photos.load(name)], caption=text, template=text
+        )
+
+    @functools.cache  # noqa: B019 - one source object per build, the cache lives as long as it
+    def _documents(self) -> list[str]:
+        from showo.embedded import text
+
+        return text.documents(self.split)
+
+    def _text(self, index: int, resolution: int) -> RawSample:
+        document = self._documents()[index]
+        return RawSample(0, f"pydoc:{self.split}:{index}", "lm", caption=document)
+
+
+def open_source(
+    spec: str, *, image_root: str | None = None, split: str = "train", limit: int | None = None
+) -> Source:
+    """Parse `KIND:PATH` into a source; unknown kinds and missing paths are `ShowoError`s."""
+    kind, sep, path = spec.partition(":")
+    if not sep or not path:
+        raise ShowoError(f"source {spec!r} must look like KIND:PATH (kinds: {', '.join(KINDS)})")
+    if kind not in KINDS:
+        raise ShowoError(f"unknown source kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if kind == "embedded":
+        return EmbeddedSource(path, split, limit)
+    if kind in ("jsonl", "llava"):
+        return KINDS[kind](path, image_root)
+    return KINDS[kind](path)
+
+
+KINDS: dict[str, type[Source]] = {
+    "pairs": PairsSource,
+    "jsonl": JsonlSource,
+    "wds": WdsSource,
+    "imagefolder": ImageFolderSource,
+    "text": TextSource,
+    "llava": LlavaSource,
+    "embedded": EmbeddedSource,
+}

@@ -1,0 +1,175 @@
+"""Writing shards: webdataset's TarWriter with fixed tar metadata, a temporary name then a rename, and a
+per-shard record written last, so a shard either exists completely (with its record) or is redone.
+
+Tar members carry mtime 0, uid/gid 0 and fixed names, and every payload is encoded here with sorted
+member order, so the same samples always give the same bytes (resume and partitions rely on it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import queue
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import webdataset as wds
+from numpy.lib import format as npy_format
+
+RECORDS_DIR = "records"
+FAILPOINT_ENV = "SHOWO_DATA_FAILPOINT"
+
+
+def failpoint(name: str) -> None:
+    """Crash-test hook: with SHOWO_DATA_FAILPOINT=name:N the process SIGKILLs itself the N-th time it
+    passes `name` (no cleanup runs, exactly like an OOM kill or a pre-empted node)."""
+    spec = os.environ.get(FAILPOINT_ENV)
+    if not spec or spec.partition(":")[0] != name:
+        return
+    counts = failpoint.__dict__.setdefault("counts", {})
+    counts[name] = counts.get(name, 0) + 1
+    if counts[name] >= int(spec.partition(":")[2] or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def dumps_json(obj: object) -> bytes:
+    """Compact, deterministic JSON (insertion order kept, UTF-8 kept)."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def dumps_npy(array: np.ndarray) -> bytes:
+    stream = io.BytesIO()
+    npy_format.write_array(stream, np.ascontiguousarray(array), allow_pickle=False)
+    return stream.getvalue()
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write to `<path>.tmp`, flush to disk, then rename over `path` (readers never see a partial file)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class EncodedSample:
+    """One finished sample: raw codes (uint16; [h*w] or [F, h*w]) or None for text-only samples."""
+
+    key: str
+    txt: str
+    meta: dict
+    codes: np.ndarray | None = None
+    captions: dict | None = None
+
+    def members(self) -> dict[str, bytes | str]:
+        out: dict[str, bytes | str] = {
+            "__key__": self.key,
+            "txt": self.txt.encode("utf-8"),
+            "json": dumps_json(self.meta),
+        }
+        if self.codes is not None:
+            out["codes.npy"] = dumps_npy(self.codes.astype(np.uint16))
+        if self.captions is not None:
+            out["captions.json"] = dumps_json(self.captions)
+        return out
+
+
+@dataclass
+class ShardJob:
+    """A unit's finished samples plus the bookkeeping its record needs."""
+
+    path: Path
+    samples: list[EncodedSample]
+    record: dict = field(default_factory=dict)
+
+
+def record_path(shard: Path) -> Path:
+    return shard.parent / RECORDS_DIR / (shard.stem + ".json")
+
+
+def write_shard(job: ShardJob) -> dict:
+    """Write the tar under a temporary name, rename it, then write its record (the commit point)."""
+    tmp = job.path.with_name(job.path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        with wds.TarWriter(handle, user="showo", group="showo", mode=0o444, mtime=0, encoder=False) as sink:
+            for sample in job.samples:
+                sink.write(sample.members())
+        handle.flush()
+        os.fsync(handle.fileno())
+    failpoint("shard_tmp_written")
+    os.replace(tmp, job.path)
+    failpoint("shard_renamed")
+    record = {
+        **job.record,
+        "shard": job.path.name,
+        "samples": len(job.samples),
+        "bytes": job.path.stat().st_size,
+        "sha256": sha256_file(job.path),
+    }
+    record_file = record_path(job.path)
+    record_file.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(record_file, dumps_json(record))
+    failpoint("record_written")
+    return record
+
+
+def finished_record(shard: Path) -> dict | None:
+    """The record of a completely written shard, or None when the shard must be (re)built: no record, or
+    a tar whose size or sha256 does not match it (a crash or a tampered file)."""
+    record_file = record_path(shard)
+    try:
+        record = json.loads(record_file.read_bytes())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not shard.is_file() or shard.stat().st_size != record.get("bytes"):
+        return None
+    return record if sha256_file(shard) == record.get("sha256") else None
+
+
+class BackgroundWriter:
+    """Writes shards on one thread while the main thread keeps encoding; a bounded queue keeps memory flat
+    and an error on the writer thread resurfaces on the next `submit`/`close`."""
+
+    def __init__(self, on_done: Callable[[dict], None], depth: int = 2):
+        self._queue: queue.Queue[ShardJob | None] = queue.Queue(maxsize=depth)
+        self._on_done = on_done
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="showo-data-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (job := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._on_done(write_shard(job))
+                except BaseException as err:  # noqa: BLE001 - handed to the main thread
+                    self._error = err
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def submit(self, job: ShardJob) -> None:
+        self._raise()
+        self._queue.put(job)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self._raise()
