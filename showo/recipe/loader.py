@@ -113,7 +113,7 @@ def _read_yaml(path: Path, named_by: str | None) -> dict:
         where = f" (base of {named_by})" if named_by else ""
         raise ShowoError(f"recipe file not found: {path}{where}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" line {mark.line + 1}" if mark is not None else ""
@@ -121,6 +121,8 @@ def _read_yaml(path: Path, named_by: str | None) -> dict:
         raise ShowoError(f"{path}:{at}: invalid YAML: {problem}") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ShowoError(f"cannot read recipe {path}: {err}") from None
+    except (OmegaConfBaseException, ValueError, TypeError) as err:
+        raise ShowoError(f"{path}: not a recipe mapping: {_first_line(err)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -164,18 +166,16 @@ def _parse_override(item: str) -> dict:
     if not sep or not key or any(not part for part in key.split(".")) or " " in key:
         raise ShowoError(f"bad override {item!r}: expected key=value, e.g. optim.lr=1e-4")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError:
-        parsed = value
-    if key == "resume" and isinstance(parsed, bool):
-        parsed = "auto" if parsed else "never"
-    nested: Any = parsed
-    for part in reversed(key.split(".")):
-        nested = {part: nested}
-    return nested
+        parsed = OmegaConf.to_container(OmegaConf.from_dotlist([f"{key}={value}"]), resolve=False)
+    except (yaml.YAMLError, OmegaConfBaseException) as err:
+        raise ShowoError(f"bad override {item!r}: {_first_line(err)}") from None
+    if isinstance(parsed.get("resume"), bool):
+        parsed["resume"] = "auto" if parsed["resume"] else "never"
+    return parsed
 
 
 def _merge(cfg: DictConfig, layer: dict, source: str) -> DictConfig:
+    _check_sections(layer, OmegaConf.get_type(cfg), "", source)
     try:
         return OmegaConf.merge(cfg, layer)
     except ConfigKeyError as err:
@@ -185,6 +185,37 @@ def _merge(cfg: DictConfig, layer: dict, source: str) -> DictConfig:
     except (MissingMandatoryValue, OmegaConfBaseException) as err:
         key = getattr(err, "full_key", None)
         raise ShowoError(f"{source}: {key + ': ' if key else ''}{_first_line(err)}") from None
+
+
+def _check_sections(layer: Any, schema: Any, key: str, source: str) -> None:
+    """Reject a scalar or list where the schema has a section (OmegaConf reports those without a key)."""
+    if not (dataclasses.is_dataclass(schema) and isinstance(layer, dict)):
+        return
+    hints = typing.get_type_hints(schema)
+    for name, value in layer.items():
+        hint = hints.get(name)
+        full = f"{key}.{name}" if key else str(name)
+        section = _dataclass_in(hint)
+        if section is not None:
+            if value is not None and not isinstance(value, dict):
+                raise ShowoError(f"{source}: {full}: expected {_describe(section)}, got {value!r}")
+            _check_sections(value, section, full, source)
+        elif typing.get_origin(hint) is dict and isinstance(value, dict):
+            item = _dataclass_in(typing.get_args(hint)[1])
+            for sub, sub_value in value.items() if item is not None else ():
+                if sub_value is not None and not isinstance(sub_value, dict):
+                    raise ShowoError(f"{source}: {full}.{sub}: expected {_describe(item)}, got {sub_value!r}")
+                _check_sections(sub_value, item, f"{full}.{sub}", source)
+
+
+def _dataclass_in(hint: Any) -> type | None:
+    """The dataclass in `X` or `X | None`, else None."""
+    if dataclasses.is_dataclass(hint):
+        return hint
+    for arg in typing.get_args(hint):
+        if dataclasses.is_dataclass(arg):
+            return arg
+    return None
 
 
 def _unknown_key_message(err: ConfigKeyError) -> str:
