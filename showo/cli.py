@@ -8,7 +8,7 @@ import sys
 
 from showo.errors import ShowoError
 
-COMMANDS: tuple[str, ...] = ("recipe",)
+COMMANDS: tuple[str, ...] = ("recipe", "train", "export", "tensorboard")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,119 @@
+"""Raw shard samples -> one task's training rows, built inside the loader workers via `showo.prompting`.
+
+Image tokens go out unmasked: the LightningModule masks them on the device (the MTP objective), so the
+rows here depend only on the data and on a per-step seed (classifier-free-guidance dropout, caption policy,
+question choice), which keeps every batch reproducible from (seed, task, rank, step).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from showo.data.text import caption_for_generation
+from showo.errors import ShowoError
+from showo.prompting import Prompter
+from showo.vocab import UnifiedVocab
+
+
+def _field(sample: dict, name: str, task: str) -> Any:
+    if name not in sample:
+        raise ShowoError(
+            f"{sample.get('__url__', '?')}: sample {sample.get('__key__')!r} has no {name} for the {task} stream"
+        )
+    return sample[name]
+
+
+@dataclass
+class BatchBuilder:
+    """Builds one task's batch; picklable, so DataLoader workers (fork or spawn) each carry one."""
+
+    task: str
+    prompter: Prompter
+    first_sentence_prob: float = 0.0
+    strip_prefixes: bool = False
+    questions: tuple[str, ...] = ("Describe the image.",)
+    max_frames: int = 1
+    image_objective: str = "mtp"
+
+    @property
+    def vocab(self) -> UnifiedVocab:
+        return self.prompter.vocab
+
+    def image_ids(self, sample: dict) -> torch.Tensor:
+        codes = np.asarray(_field(sample, "codes.npy", self.task))
+        n = self.prompter.num_image_tokens
+        if codes.shape[-1] != n:
+            raise ShowoError(
+                f"{sample.get('__url__', '?')}: codes of {sample.get('__key__')!r} have {codes.shape[-1]} tokens,"
+                f" the recipe's model.image_grid needs {n}"
+            )
+        return self.vocab.codes_to_ids(torch.from_numpy(codes.astype(np.int64)))
+
+    def __call__(self, samples: list[dict], seed: int) -> dict[str, Any]:
+        """Rows for `samples`; `seed` makes every random choice of this batch reproducible."""
+        rng = random.Random(seed)
+        gen = torch.Generator().manual_seed(seed)
+        ids, labels = getattr(self, f"_{self.task}")(samples, rng, gen)
+        return {"input_ids": ids, "labels": labels, "samples": len(samples)}
+
+    def _t2i(self, samples: list[dict], rng: random.Random, gen: torch.Generator):
+        texts = [
+            caption_for_generation(
+                str(_field(s, "txt", self.task)), rng, self.first_sentence_prob, self.strip_prefixes
+            )
+            for s in samples
+        ]
+        images = torch.stack([self.image_ids(s) for s in samples])
+        return self.prompter.t2i(texts, images, images, generator=gen)
+
+    def _c2i(self, samples: list[dict], rng: random.Random, gen: torch.Generator):
+        texts = [str(s.get("json", {}).get("class_name") or _field(s, "txt", self.task)) for s in samples]
+        images = torch.stack([self.image_ids(s) for s in samples])
+        return self.prompter.t2i(texts, images, images, generator=gen)
+
+    def _mmu(self, samples: list[dict], rng: random.Random, gen: torch.Generator):
+        texts = [
+            f"USER: \n{rng.choice(self.questions)} ASSISTANT: {_field(s, 'txt', self.task)}" for s in samples
+        ]
+        return self.prompter.mmu(torch.stack([self.image_ids(s) for s in samples]), texts)
+
+    def _lm(self, samples: list[dict], rng: random.Random, gen: torch.Generator):
+        return self.prompter.lm([str(_field(s, "txt", self.task)) for s in samples])
+
+    def _instruct(self, samples: list[dict], rng: random.Random, gen: torch.Generator):
+        conversations = []
+        for s in samples:
+            meta = _field(s, "json", self.task)
+            conv = meta.get("conversations")
+            if not conv and meta.get("qa"):
+                conv = [
+                    t
+                    for q, a in meta["qa"]
+                    for t in ({"from": "human", "value": q}, {"from": "gpt", "value": a})
+                ]
+            if not conv:
+                raise ShowoError(f"{s.get('__url__', '?')}: sample {s.get('__key__')!r} has no conversations")
+            conversations.append(conv)
+        return self.prompter.instruct(torch.stack([self.image_ids(s) for s in samples]), conversations)
+
+    def _mixed(self, samples: list[dict], rng: random.Random, gen: torch.Generator):
+        frames, captions = [], []
+        for s in samples:
+            ids = self.image_ids(s)
+            ids = ids[None] if ids.dim() == 1 else ids
+            caps = list(_field(s, "json", self.task).get("frame_captions") or [_field(s, "txt", self.task)])
+            count = min(len(caps), ids.shape[0])
+            if count == 0:
+                raise ShowoError(f"{s.get('__url__', '?')}: sample {s.get('__key__')!r} has no frames")
+            take = min(count, self.max_frames)
+            start = rng.randrange(count - take + 1)
+            frames.append(ids[start : start + take])
+            captions.append([str(c) for c in caps[start : start + take]])
+        if self.image_objective == "ar":
+            return self.prompter.mixed(frames, captions, image_objective="ar")
+        return self.prompter.mixed(frames, captions, labels=frames, image_objective="mtp")

@@ -1,0 +1,126 @@
+"""The LightningDataModule: one stream per task, combined so that every step carries a batch of each.
+
+Checkpoints hold the stream state (seed, batches consumed, samples seen per task). Streams are functions
+of (seed, batch index) (see `showo.data.stream`), so restoring that state restarts every stream exactly
+where the interrupted run stood, with no data replayed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.utilities import CombinedLoader
+from torch.utils.data import DataLoader
+
+from showo.data.batches import BatchBuilder
+from showo.data.shards import expand_shards
+from showo.data.stream import TaskStream
+from showo.errors import ShowoError
+from showo.prompting import Prompter
+from showo.recipe.schema import TASKS, DataConfig
+
+# Streams are ordered by the official row order [t2i | lm | mmu], then the rest.
+STREAM_ORDER: tuple[str, ...] = ("t2i", "c2i", "lm", "mmu", "instruct", "mixed")
+
+
+class ShowoDataModule(pl.LightningDataModule):
+    """Per-task webdataset streams from the recipe's `data` section, prompts built in the workers."""
+
+    def __init__(
+        self,
+        data: DataConfig,
+        prompter: Prompter,
+        seed: int,
+        segment_steps: int,
+        image_objective: str = "mtp",
+        accumulate_grad_batches: int = 1,
+    ) -> None:
+        super().__init__()
+        self.data = data
+        self.seed = seed
+        self.segment_steps = segment_steps * accumulate_grad_batches
+        self.accumulate = accumulate_grad_batches
+        self.streams = {t: data.streams[t] for t in STREAM_ORDER if data.streams.get(t) is not None}
+        unknown = set(k for k, v in data.streams.items() if v is not None) - set(TASKS)
+        if unknown or not self.streams:
+            raise ShowoError(f"data.streams needs tasks among {', '.join(TASKS)}, got {sorted(data.streams)}")
+        self.urls = {t: expand_shards(s.shards, f"data.streams.{t}.shards") for t, s in self.streams.items()}
+        self.builders = {
+            t: BatchBuilder(
+                task=t,
+                prompter=prompter,
+                first_sentence_prob=s.first_sentence_prob,
+                strip_prefixes=s.strip_prefixes,
+                questions=tuple(s.questions),
+                max_frames=s.max_frames,
+                image_objective=image_objective,
+            )
+            for t, s in self.streams.items()
+        }
+        self.resume_batches = 0
+
+    @property
+    def batch_sizes(self) -> dict[str, int]:
+        return {t: s.batch_size for t, s in self.streams.items()}
+
+    def _ranks(self) -> tuple[int, int]:
+        if self.trainer is None:
+            return 0, 1
+        return self.trainer.global_rank, self.trainer.world_size
+
+    def stream(self, task: str, start_batch: int = 0, rank: int = 0, world_size: int = 1) -> TaskStream:
+        """The stream of one task as this rank sees it from micro-batch `start_batch` on."""
+        cfg = self.streams[task]
+        return TaskStream(
+            task_index=STREAM_ORDER.index(task),
+            urls=self.urls[task],
+            builder=self.builders[task],
+            batch_size=cfg.batch_size,
+            seed=self.seed,
+            rank=rank,
+            world_size=world_size,
+            lanes=self.data.num_workers,
+            shuffle_buffer=self.data.shuffle_buffer,
+            segment_steps=self.segment_steps,
+            start_step=start_batch,
+        )
+
+    def loader(self, task: str, start_batch: int = 0, rank: int = 0, world_size: int = 1) -> DataLoader:
+        workers = self.data.num_workers
+        return DataLoader(
+            self.stream(task, start_batch, rank, world_size),
+            batch_size=None,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            prefetch_factor=4 if workers > 0 else None,
+        )
+
+    def train_dataloader(self) -> CombinedLoader:
+        rank, world = self._ranks()
+        start = self.resume_batches
+        if self.trainer is not None:
+            start = max(start, self.trainer.global_step * self.accumulate)
+        loaders = {t: self.loader(t, start, rank, world) for t in self.streams}
+        return CombinedLoader(loaders, mode="max_size_cycle")
+
+    def state_dict(self) -> dict[str, Any]:
+        step = self.trainer.global_step if self.trainer is not None else 0
+        _, world = self._ranks()
+        batches = step * self.accumulate
+        return {
+            "seed": self.seed,
+            "batches": batches,
+            "world_size": world,
+            "samples_seen": {t: batches * s.batch_size * world for t, s in self.streams.items()},
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict.get("seed") != self.seed:
+            raise ShowoError(
+                f"run.seed {self.seed} differs from the checkpoint's {state_dict.get('seed')}:"
+                " resuming would change the data order (start a new run instead)"
+            )
+        self.resume_batches = int(state_dict["batches"])

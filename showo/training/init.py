@@ -1,0 +1,73 @@
+"""Building the model of a stage: from the recipe, then (stage chaining) weights from `init_from`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from showo.errors import ShowoError
+from showo.model import CONFIG_NAME, ShowO, load_llm_state
+from showo.recipe.schema import ShowoRecipe
+from showo.training.checkpoint import (
+    CHECKPOINT_DIR,
+    is_complete,
+    list_checkpoints,
+    read_llm_weights,
+    read_metadata,
+)
+from showo.training.module import METADATA_KEY
+from showo.vocab import UnifiedVocab
+
+
+def build_model(recipe: ShowoRecipe) -> ShowO:
+    """A fresh ShowO from `model.llm` (pretrained Phi dir) or `model.llm_config`, plus `init_from` weights."""
+    m = recipe.model
+    if not Path(m.image_tokenizer).exists():
+        raise ShowoError(f"model.image_tokenizer: {m.image_tokenizer} does not exist")
+    source = m.llm if m.llm is not None else dict(m.llm_config)
+    model = ShowO.build(
+        source, m.text_tokenizer, m.codebook_size, m.num_image_tokens, m.max_text_len, m.attn_implementation
+    )
+    if recipe.init_from:
+        load_init_weights(model, recipe.init_from)
+    if m.gradient_checkpointing:
+        model.llm.gradient_checkpointing_enable()
+    return model
+
+
+def resolve_init(path: str | Path) -> tuple[str, Path]:
+    """("export", dir) for a `save_pretrained` directory, else ("checkpoint", path): a run dir means its last."""
+    p = Path(path)
+    if not p.exists():
+        raise ShowoError(f"init_from: {p} does not exist")
+    if p.is_dir() and (p / CONFIG_NAME).is_file():
+        return "export", p
+    if p.is_dir() and (p / CHECKPOINT_DIR).is_dir():
+        found = list_checkpoints(p)
+        if not found:
+            raise ShowoError(f"init_from: run {p} has no complete checkpoint")
+        return "checkpoint", found[-1]
+    if is_complete(p):
+        return "checkpoint", p
+    raise ShowoError(f"init_from: {p} is neither a run directory, a checkpoint nor an exported model")
+
+
+def load_init_weights(model: ShowO, path: str | Path) -> Path:
+    """Load a previous stage's weights into `model` (optimizer and schedule start fresh); checks the vocabulary."""
+    kind, source = resolve_init(path)
+    if kind == "export":
+        previous = ShowO.from_pretrained(source)
+        vocab, weights = previous.vocab, previous.llm.state_dict()
+    else:
+        meta = read_metadata(source).get(METADATA_KEY)
+        if meta is None:
+            raise ShowoError(
+                f"init_from: {source} was not written by showo training (no vocabulary metadata)"
+            )
+        vocab, weights = UnifiedVocab.from_dict(meta["vocab"]), read_llm_weights(source)
+    if vocab != model.vocab:
+        raise ShowoError(
+            f"init_from: {source} has a different vocabulary (size {vocab.size}, image offset {vocab.image_offset})"
+            f" than this recipe (size {model.vocab.size}, image offset {model.vocab.image_offset})"
+        )
+    load_llm_state(model.llm, weights, str(source))
+    return source

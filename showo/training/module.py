@@ -1,0 +1,164 @@
+"""The LightningModule: image-token masking, the omni-attention forward and the weighted Show-o losses.
+
+Rows arrive prompted from the loader workers (`showo.data`); here image tokens are masked on the device
+for the MTP objective, rows of equal length are concatenated into one forward pass (official layout
+[t2i | lm | mmu | ...]), and `showo.losses.showo_loss` weighs the per-task token means by the recipe's
+`loss_coeff`. Every random draw is seeded from (seed, rank, micro-batch index), so a resumed run
+reproduces the uninterrupted one step for step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.utilities import grad_norm
+from omegaconf import OmegaConf
+from webdataset.utils import make_seed
+
+from showo.attention import omni_attention_mask
+from showo.errors import ShowoError
+from showo.losses import showo_loss
+from showo.masking import mask_image_tokens
+from showo.model import ShowO
+from showo.objective import IMAGE_TASKS, attention_task
+from showo.recipe.schema import ShowoRecipe
+from showo.training.optim import build_optimizer
+from showo.vocab import UnifiedVocab
+
+METADATA_KEY = "showo"
+"""Checkpoint entry with what export and init_from need: vocabulary, model config, tokenizer files."""
+
+
+def tokenizer_files(tokenizer: Any) -> dict[str, str]:
+    """The text tokenizer as {file name: text}, so checkpoints are self-contained for export."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save_pretrained(tmp)
+        return {p.name: p.read_text() for p in sorted(Path(tmp).iterdir()) if p.is_file()}
+
+
+class ShowoModule(pl.LightningModule):
+    """Trains a `ShowO` on the combined per-task batches of `showo.data.ShowoDataModule`."""
+
+    def __init__(self, model: ShowO, recipe: ShowoRecipe) -> None:
+        super().__init__()
+        self.model = model.train()  # from_pretrained leaves modules in eval mode
+        self.recipe = recipe
+        self.coeffs = {t: s.loss_coeff for t, s in recipe.data.streams.items() if s is not None}
+        self.objective = recipe.objective
+        self.save_hyperparameters({"recipe": OmegaConf.to_container(OmegaConf.structured(recipe))})
+        self._grad_norm: torch.Tensor | None = None
+
+    @property
+    def vocab(self) -> UnifiedVocab:
+        return self.model.vocab
+
+    def mask_images(self, task: str, ids: torch.Tensor, labels: torch.Tensor, generator: torch.Generator):
+        """MTP: mask every image of the rows (t2i/c2i: one, mixed: one per frame), labels only where masked."""
+        if self.objective.image != "mtp" or task not in IMAGE_TASKS:
+            return ids, labels
+        where = self.vocab.is_image(ids)
+        frames = ids[where].view(-1, self.model.config.num_image_tokens)
+        masked, frame_labels = mask_image_tokens(
+            frames, self.vocab.mask_id, self.objective.mask_schedule, generator, self.objective.min_mask_rate
+        )
+        ids, labels = ids.clone(), labels.clone()
+        ids[where] = masked.flatten()
+        labels[where] = frame_labels.flatten()
+        return ids, labels
+
+    def generator(self, micro_batch: int) -> torch.Generator:
+        seed = make_seed(self.recipe.run.seed, self.global_rank, micro_batch, 2)
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+    def forward_tasks(
+        self, rows: Mapping[str, tuple[torch.Tensor, torch.Tensor]]
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """One forward per row length (the classic tasks share L; multi-frame mixed rows are longer)."""
+        logits: dict[str, torch.Tensor] = {}
+        by_length: dict[int, list[str]] = {}
+        for task, (ids, _) in rows.items():
+            by_length.setdefault(ids.shape[1], []).append(task)
+        for tasks in by_length.values():
+            ids = torch.cat([rows[t][0] for t in tasks])
+            mask = torch.cat(
+                [
+                    omni_attention_mask(rows[t][0], self.vocab, attention_task(t, self.objective.image))
+                    for t in tasks
+                ]
+            )
+            out = self.model(ids, mask)
+            for t, part in zip(tasks, out.split([rows[t][0].shape[0] for t in tasks])):
+                logits[t] = part
+        return logits, {t: lab for t, (_, lab) in rows.items()}
+
+    def training_step(self, batch: Mapping[str, Mapping[str, Any]], batch_idx: int) -> torch.Tensor:
+        micro = int(next(iter(batch.values()))["step"])
+        generator = self.generator(micro)
+        rows = {t: self.mask_images(t, b["input_ids"], b["labels"], generator) for t, b in batch.items()}
+        logits, labels = self.forward_tasks(rows)
+        out = showo_loss(
+            logits,
+            labels,
+            None,
+            self.coeffs,
+            max_text_len=self.model.config.max_text_len,
+            image_objective=self.objective.image,
+        )
+        metrics = {k: v for k, v in out.items() if k.startswith("loss_")}
+        metrics.update(self.image_accuracy(logits, labels))
+        self.log_dict({f"train/{k}": v.detach() for k, v in metrics.items()}, on_step=True, prog_bar=False)
+        self.log("train/loss", out["loss"].detach(), on_step=True, prog_bar=True)
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            self.log("train/lr", float(scheduler.get_last_lr()[0]), on_step=True)
+        return out["loss"]
+
+    def image_accuracy(self, logits: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor]) -> dict:
+        """Accuracy on the masked image tokens (MTP) or the image tokens (AR) of each image task."""
+        acc = {}
+        for task in logits.keys() & set(IMAGE_TASKS):
+            lab = labels[task]
+            lg = logits[task]
+            if self.objective.image == "ar" and task != "mixed":
+                lg, lab = lg[:, :-1], lab[:, 1:]
+            target = self.vocab.is_image(lab) & (lab != -100)
+            if target.any():
+                acc[f"acc_{task}"] = (lg[target].argmax(-1) == lab[target]).float().mean()
+        return acc
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if not hasattr(self.trainer.strategy, "deepspeed_engine"):
+            norms = grad_norm(self.model, norm_type=2)
+            if "grad_2.0_norm_total" in norms:
+                self.log("train/grad_norm", norms["grad_2.0_norm_total"], on_step=True)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        engine = getattr(self.trainer.strategy, "deepspeed_engine", None)
+        if engine is not None and engine.get_global_grad_norm() is not None:
+            self.log("train/grad_norm", float(engine.get_global_grad_norm()), on_step=True)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer, scheduler = build_optimizer(self.model, self.recipe.optim)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[METADATA_KEY] = {
+            "vocab": self.vocab.to_dict(),
+            "model_config": {**self.model.config.to_dict(), "llm": self.model.llm.config.to_dict()},
+            "tokenizer_files": tokenizer_files(self.model.tokenizer)
+            if self.model.tokenizer is not None
+            else {},
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        meta = checkpoint.get(METADATA_KEY)
+        if meta is not None and UnifiedVocab.from_dict(meta["vocab"]) != self.vocab:
+            raise ShowoError(
+                "the checkpoint's vocabulary differs from the recipe's (text tokenizer or codebook_size)"
+            )
