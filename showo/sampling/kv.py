@@ -1,0 +1,66 @@
+"""Key/value caching on the wrapped Phi: a frozen prefix for MaskGIT, a growing cache for token decoding.
+
+Both call `model.llm` directly with 4-D additive masks whose rows are the queries passed and whose
+columns are every cached key plus the new ones, and explicit position ids (transformers 5 builds no
+causal overlay on a 4-D mask, see shared/reference/environment.md).
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import DynamicCache
+
+
+def model_dtype(model: torch.nn.Module) -> torch.dtype:
+    """The dtype masks must be built in (the embedding dtype, as the official training casts them)."""
+    return next(model.parameters()).dtype
+
+
+def llm_step(
+    model: torch.nn.Module,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    positions: torch.Tensor,
+    cache: DynamicCache,
+) -> torch.Tensor:
+    """Run `ids` [R,q] against `cache`, appending their keys/values; returns float32 logits [R,q,V]."""
+    out = model.llm(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=positions,
+        past_key_values=cache,
+        use_cache=True,
+    )
+    return out.logits.float()
+
+
+def new_cache(model: torch.nn.Module) -> DynamicCache:
+    return DynamicCache(config=model.llm.config)
+
+
+class FrozenPrefix:
+    """A cache holding positions [0, start) that every call reads and none keeps growing.
+
+    Valid when no prefix row attends to a later position (true of the t2i text prefix, which never sees
+    the image, and of everything before an image in a mixed sequence). Each call runs only the suffix
+    queries against the prefix plus themselves, then crops the cache back to the prefix.
+    """
+
+    def __init__(self, model: torch.nn.Module, cache: DynamicCache) -> None:
+        self.model, self.cache = model, cache
+
+    @classmethod
+    def prefill(
+        cls, model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor, start: int
+    ) -> FrozenPrefix:
+        """Cache ids[:, :start] under the top-left block of `mask` [R,1,L,L], positions 0..start-1."""
+        cache = new_cache(model)
+        positions = torch.arange(start, device=ids.device).unsqueeze(0).expand(ids.shape[0], -1)
+        llm_step(model, ids[:, :start], mask[:, :, :start, :start], positions, cache)
+        return cls(model, cache)
+
+    def __call__(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Logits [R,q,V] of the suffix `ids` [R,q]; `mask` [R,1,q,start+q] has every key as its columns."""
+        logits = llm_step(self.model, ids, mask, positions, self.cache)
+        self.cache.crop(-ids.shape[1])
+        return logits

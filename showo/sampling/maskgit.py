@@ -1,0 +1,134 @@
+"""MaskGIT parallel decoding for text-to-image (and, given known tokens, inpainting), after §6.1.
+
+Each of the T steps samples every position from the (CFG-combined) image-code distribution, keeps the
+known tokens, then re-masks the least confident of the new ones (confidence = log p + tau * Gumbel).
+The text prefix is cached once (`kv.FrozenPrefix`), so a step costs only the N+2 image positions,
+with and without guidance; `use_cache=False` recomputes the whole sequence as the official code does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from showo.attention import omni_attention_mask
+from showo.errors import ShowoError
+from showo.sampling.guidance import cfg_logits
+from showo.sampling.kv import FrozenPrefix, model_dtype
+from showo.sampling.remask import mask_by_random_topk, sample_codes
+from showo.sampling.schedules import TEMPERATURE_SCHEDULES, choice_temperature, mask_len
+
+
+def _check(steps: int, guidance: float, temperature_schedule: str) -> None:
+    if steps < 1:
+        raise ShowoError(f"steps must be at least 1, got {steps}")
+    if guidance < 0:
+        raise ShowoError(f"guidance must be >= 0, got {guidance}")
+    if temperature_schedule not in TEMPERATURE_SCHEDULES:
+        raise ShowoError(
+            f"unknown temperature schedule {temperature_schedule!r} (expected one of {TEMPERATURE_SCHEDULES})"
+        )
+
+
+def decode_grid(
+    image_logits: Callable[[torch.Tensor], torch.Tensor],
+    image_ids: torch.Tensor,
+    vocab,
+    steps: int,
+    guidance: float = 0.0,
+    schedule: str = "cosine",
+    temperature: float = 1.0,
+    temperature_schedule: str = "maskgit",
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """The MaskGIT loop over one grid per row; returns raw codes [B,N].
+
+    `image_logits(current)` maps the current unified ids [B,N] to logits [R,N,V] at the image positions,
+    R = B, or 2B (conditional rows, then unconditional) when `guidance` > 0.
+    """
+    _check(steps, guidance, temperature_schedule)
+    batch, num_tokens = image_ids.shape
+    offset, size = vocab.image_offset, vocab.codebook_size
+    current = image_ids.clone()
+    sampled = torch.where(current == vocab.mask_id, torch.zeros_like(current), current - offset)
+    for step in tqdm(range(steps), desc="maskgit", disable=not progress, leave=False):
+        unknown = current == vocab.mask_id
+        if not unknown.any():
+            break
+        logits = image_logits(current).float()
+        if guidance > 0:
+            logits = cfg_logits(logits[:batch], logits[batch:], guidance)
+        probs = torch.softmax(logits[..., offset : offset + size], dim=-1)
+        sampled = torch.where(unknown, sample_codes(probs, generator), current - offset)
+        confidence = torch.gather(probs, -1, sampled.unsqueeze(-1)).squeeze(-1)
+        confidence = torch.where(unknown, confidence, torch.full_like(confidence, float("inf")))
+        count = mask_len(num_tokens, step, steps, unknown.sum(dim=1, keepdim=True), schedule)
+        tau = choice_temperature(temperature, step, steps, temperature_schedule)
+        remask = mask_by_random_topk(count, confidence, tau, generator)
+        current = torch.where(remask, torch.full_like(sampled, vocab.mask_id), sampled + offset)
+    return sampled
+
+
+@torch.no_grad()
+def generate(
+    model: torch.nn.Module,
+    prompter,
+    prompts: Sequence[str],
+    steps: int = 18,
+    guidance: float = 0.0,
+    schedule: str = "cosine",
+    temperature_schedule: str = "maskgit",
+    generator: torch.Generator | None = None,
+    image_ids: torch.Tensor | None = None,
+    temperature: float = 1.0,
+    use_cache: bool = True,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Generate N raw codes (0..K-1) per prompt: LongTensor [B, N].
+
+    `image_ids` [B,N] (unified ids: `vocab.image_offset + code`, or `vocab.mask_id` where unknown) seeds
+    the grid for inpainting and extrapolation; known tokens come back unchanged. The unconditional rows
+    use the empty prompt and share the current image tokens (official). `temperature` is tau0 of the
+    Gumbel remasking noise, annealed per `temperature_schedule` ("maskgit" or the compounding "official").
+    """
+    _check(steps, guidance, temperature_schedule)
+    vocab = model.vocab
+    device = next(model.parameters()).device
+    num_tokens = prompter.num_image_tokens
+    batch = len(prompts)
+    if image_ids is None:
+        image_ids = torch.full((batch, num_tokens), vocab.mask_id, dtype=torch.long)
+    if tuple(image_ids.shape) != (batch, num_tokens):
+        raise ShowoError(f"image_ids must have shape ({batch}, {num_tokens}), got {tuple(image_ids.shape)}")
+    image_ids = image_ids.to(device)
+
+    ids = prompter.t2i_gen(list(prompts), image_ids).to(device)
+    if guidance > 0:
+        ids = torch.cat([ids, prompter.t2i_gen([""] * batch, image_ids).to(device)])
+    mask = omni_attention_mask(ids, vocab, "t2i", dtype=model_dtype(model))
+    soi = ids.shape[1] - num_tokens - 2  # the text prefix [0, soi) never attends to the image
+    img = slice(soi + 1, soi + 1 + num_tokens)
+    prefix = FrozenPrefix.prefill(model, ids, mask, soi) if use_cache else None
+    suffix_positions = torch.arange(soi, ids.shape[1], device=device).unsqueeze(0).expand(ids.shape[0], -1)
+
+    def image_logits(current: torch.Tensor) -> torch.Tensor:
+        ids[:, img] = current.repeat(ids.shape[0] // batch, 1)
+        if prefix is not None:
+            return prefix(ids[:, soi:], mask[:, :, soi:], suffix_positions)[:, 1 : 1 + num_tokens]
+        return model(ids, mask)[:, img]
+
+    return decode_grid(
+        image_logits,
+        image_ids,
+        vocab,
+        steps,
+        guidance,
+        schedule,
+        temperature,
+        temperature_schedule,
+        generator,
+        progress,
+    )

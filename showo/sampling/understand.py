@@ -1,0 +1,117 @@
+"""Understanding decode (captioning, VQA, chat): batched, left-padded, with a key/value cache.
+
+The prompt `[PAD].. [mmu][soi] img [eoi][bos] USER: \\n{q} ASSISTANT:` is prefilled once under the mmu
+omni-attention mask; then one token per step, each new query seeing every non-pad key. Real tokens are
+numbered from 0 after the left padding (as in the right-padded training rows), so a row decodes the same
+alone or in a batch. Only text ids (below [PAD]) can be chosen. `use_cache=False` recomputes the whole
+sequence each step (the official way) and is kept as the reference the cache is tested against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from showo.attention import omni_attention_mask
+from showo.sampling.kv import llm_step, model_dtype, new_cache
+from showo.sampling.next_token import check_sampling, next_token
+
+
+def _positions(ids: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """RoPE positions that start at 0 on the first real token of each left-padded row."""
+    return ((ids != pad_id).long().cumsum(dim=1) - 1).clamp_min(0)
+
+
+def _blocked(dtype: torch.dtype) -> float:
+    return torch.finfo(dtype).min
+
+
+class _Cached:
+    """Prefill, then one query per call attending to the row's non-pad keys and every generated token."""
+
+    def __init__(self, model, ids, mask, positions, pad_id):
+        self.model, self.dtype = model, mask.dtype
+        self.cache = new_cache(model)
+        self.visible = ids != pad_id
+        self.next_position = positions[:, -1:] + 1
+        self.first = llm_step(model, ids, mask, positions, self.cache)[:, -1]
+
+    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        self.visible = torch.cat([self.visible, torch.ones_like(tokens, dtype=torch.bool)], dim=1)
+        row = torch.zeros(self.visible.shape, dtype=self.dtype, device=tokens.device)
+        row = row.masked_fill(~self.visible, _blocked(self.dtype))[:, None, None, :]
+        logits = llm_step(self.model, tokens, row, self.next_position, self.cache)[:, -1]
+        self.next_position = self.next_position + 1
+        return logits
+
+
+class _Recompute:
+    """The whole sequence, prompt and generated tokens, through `model.forward` at every step."""
+
+    def __init__(self, model, ids, pad_id):
+        self.model, self.ids, self.pad_id = model, ids, pad_id
+        self.first = self._logits()
+
+    def _logits(self) -> torch.Tensor:
+        mask = omni_attention_mask(self.ids, self.model.vocab, "mmu", dtype=model_dtype(self.model))
+        positions = _positions(self.ids, self.pad_id)
+        return (
+            self.model.llm(input_ids=self.ids, attention_mask=mask, position_ids=positions)
+            .logits[:, -1]
+            .float()
+        )
+
+    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        self.ids = torch.cat([self.ids, tokens], dim=1)
+        return self._logits()
+
+
+@torch.no_grad()
+def decode_ids(
+    model: torch.nn.Module,
+    prompter,
+    image_ids: torch.Tensor,
+    questions: Sequence[str],
+    max_new_tokens: int = 100,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+    use_cache: bool = True,
+    progress: bool = False,
+) -> list[list[int]]:
+    """Generated text ids per row, up to (not including) end of text. image_ids: unified ids [B,N]."""
+    check_sampling(temperature, top_k, top_p)
+    vocab = model.vocab
+    device = next(model.parameters()).device
+    ids = prompter.mmu_gen(image_ids, list(questions)).to(device)
+    if use_cache:
+        mask = omni_attention_mask(ids, vocab, "mmu", dtype=model_dtype(model))
+        step = _Cached(model, ids, mask, _positions(ids, vocab.pad_id), vocab.pad_id)
+    else:
+        step = _Recompute(model, ids, vocab.pad_id)
+    logits = step.first
+    done = torch.zeros(ids.shape[0], dtype=torch.bool, device=device)
+    out: list[torch.Tensor] = []
+    for index in tqdm(range(max_new_tokens), desc="decode", disable=not progress, leave=False):
+        token = next_token(logits[:, : vocab.text_size], temperature, top_k, top_p, generator)
+        token = torch.where(done, torch.full_like(token, vocab.eos_id), token)
+        out.append(token)
+        done |= token == vocab.eos_id
+        if done.all() or index == max_new_tokens - 1:
+            break
+        logits = step(token.unsqueeze(1))
+    rows = torch.stack(out, dim=1).tolist() if out else [[] for _ in range(ids.shape[0])]
+    return [row[: row.index(vocab.eos_id)] if vocab.eos_id in row else row for row in rows]
+
+
+def decode(
+    model: torch.nn.Module, prompter, image_ids: torch.Tensor, questions: Sequence[str], **kwargs
+) -> list[str]:
+    """Answers as strings (see `decode_ids` for the arguments)."""
+    return [
+        prompter.tokenizer.decode(row, skip_special_tokens=True).strip()
+        for row in decode_ids(model, prompter, image_ids, questions, **kwargs)
+    ]

@@ -1,0 +1,103 @@
+"""MaskGIT: prefix cache equals full recompute, the CFG formula, the step counts inside the sampler."""
+
+import torch
+
+from showo.attention import omni_attention_mask
+from showo.sampling import maskgit
+from showo.sampling.kv import FrozenPrefix
+from showo.sampling.schedules import remaining_counts
+
+PROMPTS = ["a red circle and a blue square", "two green stars"]
+
+
+def _gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+class _Recorder:
+    """Records the ids every full forward sees (the uncached path calls model.forward each step)."""
+
+    def __init__(self, model):
+        self.calls = []
+        self.handle = model.register_forward_hook(self._hook, with_kwargs=True)
+
+    def _hook(self, module, args, kwargs, output):
+        self.calls.append((args[0] if args else kwargs["input_ids"]).clone())
+
+    def close(self):
+        self.handle.remove()
+
+
+def test_prefix_cache_logits_equal_recompute(tiny_showo):
+    model, prompter = tiny_showo, tiny_showo.prompter()
+    vocab, n = model.vocab, prompter.num_image_tokens
+    image = torch.randint(0, vocab.codebook_size, (2, n)) + vocab.image_offset
+    image[:, ::3] = vocab.mask_id
+    ids = torch.cat([prompter.t2i_gen(PROMPTS, image), prompter.t2i_gen(["", ""], image)])
+    mask = omni_attention_mask(ids, vocab, "t2i")
+    soi = ids.shape[1] - n - 2
+    full = model(ids, mask)
+    prefix = FrozenPrefix.prefill(model, ids, mask, soi)
+    positions = torch.arange(soi, ids.shape[1]).expand(4, -1)
+    for _ in range(2):  # a second call must see the same prefix (the cache was cropped back)
+        cached = prefix(ids[:, soi:], mask[:, :, soi:], positions)
+        assert torch.allclose(cached, full[:, soi:], atol=1e-4, rtol=1e-4)
+    assert prefix.cache.get_seq_length() == soi
+
+
+def test_cached_and_recomputed_sampling_give_identical_codes(small_showo, tiny_showo):
+    for model, steps in ((small_showo, 8), (tiny_showo, 3)):
+        prompter = model.prompter()
+        for guidance, schedule in ((0.0, "maskgit"), (2.0, "official")):
+            kwargs = dict(steps=steps, guidance=guidance, temperature_schedule=schedule)
+            cached = maskgit.generate(model, prompter, PROMPTS, generator=_gen(3), **kwargs)
+            full = maskgit.generate(model, prompter, PROMPTS, generator=_gen(3), use_cache=False, **kwargs)
+            assert cached.shape == (2, prompter.num_image_tokens)
+            assert torch.equal(cached, full)
+            assert int(cached.min()) >= 0 and int(cached.max()) < model.vocab.codebook_size
+    prompter = small_showo.prompter()
+    first, second, other = (
+        maskgit.generate(small_showo, prompter, PROMPTS, steps=8, generator=_gen(s)) for s in (5, 5, 6)
+    )
+    assert torch.equal(first, second) and not torch.equal(first, other)
+
+
+def test_one_step_draw_follows_the_cfg_formula_on_raw_logits(tiny_showo):
+    """With T=1 every position is one multinomial draw from softmax((1+w)c - w*u) over the code columns."""
+    model, prompter = tiny_showo, tiny_showo.prompter()
+    vocab, n, w = model.vocab, prompter.num_image_tokens, 3.0
+    codes = maskgit.generate(model, prompter, PROMPTS, steps=1, guidance=w, generator=_gen(11))
+
+    image = torch.full((2, n), vocab.mask_id)
+    cond_ids, uncond_ids = prompter.t2i_gen(PROMPTS, image), prompter.t2i_gen(["", ""], image)
+    img = slice(cond_ids.shape[1] - n - 1, cond_ids.shape[1] - 1)
+
+    def reference(combine):
+        cond = model(cond_ids, omni_attention_mask(cond_ids, vocab, "t2i"))[:, img]
+        uncond = model(uncond_ids, omni_attention_mask(uncond_ids, vocab, "t2i"))[:, img]
+        probs = torch.softmax(combine(cond, uncond)[..., vocab.image_slice], dim=-1)
+        return torch.multinomial(probs.reshape(-1, vocab.codebook_size), 1, generator=_gen(11)).view(2, n)
+
+    assert torch.equal(codes, reference(lambda c, u: (1 + w) * c - w * u))
+    assert not torch.equal(codes, reference(lambda c, u: u + w * (c - u)))
+
+
+def test_uncond_rows_share_the_current_image_and_counts_follow_the_schedule(tiny_showo):
+    model, prompter = tiny_showo, tiny_showo.prompter()
+    vocab, n = model.vocab, prompter.num_image_tokens
+    assert n == 256
+    recorder = _Recorder(model)
+    try:
+        maskgit.generate(model, prompter, PROMPTS, steps=18, guidance=1.5, generator=_gen(0), use_cache=False)
+    finally:
+        recorder.close()
+    null = prompter.t2i_gen(["", ""], torch.full((2, n), vocab.mask_id))
+    text = slice(0, null.shape[1] - n - 2)
+    img = slice(null.shape[1] - n - 1, null.shape[1] - 1)
+    masked_before_step = []
+    for ids in recorder.calls:
+        assert torch.equal(ids[2:, text], null[:, text])
+        assert torch.equal(ids[2:, img], ids[:2, img])
+        masked_before_step.append((ids[:2, img] == vocab.mask_id).sum(dim=1).tolist())
+    expected = [n] + remaining_counts(n, 18)[:-1]  # 256, 255, 252, ..., 22
+    assert masked_before_step == [[c, c] for c in expected]
