@@ -20,7 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr=1e-4")
     show.set_defaults(func=run_show)
 
-    plan = actions.add_parser("plan", help="parameters, tokens and FLOPs per step, per-GPU memory for model states")
+    plan = actions.add_parser(
+        "plan", help="parameters, tokens and FLOPs per step, per-GPU memory for model states"
+    )
     plan.add_argument("path", metavar="RECIPE", help="Show-o recipe YAML")
     plan.add_argument("overrides", nargs="*", help="key=value overrides, e.g. trainer.devices=8")
     plan.add_argument(

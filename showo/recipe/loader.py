@@ -30,7 +30,10 @@ from omegaconf.errors import (
 from showo.errors import ShowoError
 from showo.recipe.schema import TASKS, ShowoRecipe
 
-KINDS: dict[str, str] = {"showo": "showo.recipe.schema:ShowoRecipe", "tokenizer": "showo.tokenizer.config:TokenizerRecipe"}
+KINDS: dict[str, str] = {
+    "showo": "showo.recipe.schema:ShowoRecipe",
+    "tokenizer": "showo.tokenizer.config:TokenizerRecipe",
+}
 """Recipe kind -> schema class, imported lazily (the tokenizer schema lives with the tokenizer)."""
 
 

@@ -8,6 +8,7 @@ states under ZeRO-2/3 comes from DeepSpeed's own estimators; activations come on
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -54,7 +55,10 @@ class Plan:
                 f"{self.tokens_per_step:,} ({self.rows_per_gpu} rows x {self.seq_len} x {self.gpus} GPUs"
                 f" x {self.accumulate_grad_batches} accumulation)",
             ),
-            ("FLOPs / step", f"{self.flops_per_step:.3e} (6 x parameters x tokens; attention scores not counted)"),
+            (
+                "FLOPs / step",
+                f"{self.flops_per_step:.3e} (6 x parameters x tokens; attention scores not counted)",
+            ),
             ("model states", f"{self.strategy}{zero} over {self.gpus} GPU(s), {self.memory_source}"),
             ("  GPU per GPU", f"{self.gpu_bytes_per_gpu / GIB:.2f} GiB"),
             ("  CPU per node", f"{self.cpu_bytes_per_node / GIB:.2f} GiB"),
@@ -67,7 +71,9 @@ def plan_recipe(recipe: ShowoRecipe, text_vocab_size: int | None = None) -> Plan
     """Size one optimizer step of `recipe`; `text_vocab_size` skips reading the text tokenizer."""
     devices = recipe.trainer.devices
     if not isinstance(devices, int):
-        raise ShowoError(f"trainer.devices is {devices!r}: pass trainer.devices=N so the plan knows the GPU count")
+        raise ShowoError(
+            f"trainer.devices is {devices!r}: pass trainer.devices=N so the plan knows the GPU count"
+        )
     n_text = text_vocab_size if text_vocab_size is not None else _text_vocab_size(recipe)
     vocab_size = n_text + NUM_SPECIAL_TOKENS + recipe.model.codebook_size + 1
     params, largest = _count_parameters(recipe, vocab_size)
@@ -149,6 +155,8 @@ def _model_state_memory(recipe: ShowoRecipe, params: int, largest: int, devices:
     strategy = recipe.trainer.strategy
     nodes = recipe.trainer.num_nodes
     gpus = devices * nodes
+    # the estimators are pure arithmetic: no accelerator is needed, so spare the detection warning
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
     if strategy.name == "deepspeed" and strategy.zero_stage == 2:
         from deepspeed.runtime.zero.stage_1_and_2 import estimate_zero2_model_states_mem_needs
 

@@ -92,7 +92,9 @@ class ModelConfig:
         _positive(f"{key}.codebook_size", self.codebook_size)
         _positive(f"{key}.max_text_len", self.max_text_len)
         if len(self.image_grid) != 2 or min(self.image_grid) <= 0:
-            raise ShowoError(f"{key}.image_grid must be two positive integers [h, w], got {list(self.image_grid)}")
+            raise ShowoError(
+                f"{key}.image_grid must be two positive integers [h, w], got {list(self.image_grid)}"
+            )
 
     @property
     def num_image_tokens(self) -> int:
@@ -207,7 +209,9 @@ class OptimConfig:
         _non_negative(f"{key}.warmup_steps", self.warmup_steps)
         _positive(f"{key}.max_steps", self.max_steps)
         if self.warmup_steps > self.max_steps:
-            raise ShowoError(f"{key}.warmup_steps ({self.warmup_steps}) exceeds {key}.max_steps ({self.max_steps})")
+            raise ShowoError(
+                f"{key}.warmup_steps ({self.warmup_steps}) exceeds {key}.max_steps ({self.max_steps})"
+            )
         _fraction(f"{key}.min_lr_ratio", self.min_lr_ratio)
         if self.grad_clip is not None:
             _positive(f"{key}.grad_clip", self.grad_clip)

@@ -23,7 +23,9 @@ def test_schema_defaults_fill_what_the_file_leaves_out(valid_recipe, write_recip
 
 
 def test_base_chain_then_file_then_overrides(valid_recipe, write_recipe):
-    write_recipe({**valid_recipe, "optim": {"lr": 1.0e-3, "warmup_steps": 10, "max_steps": 100}}, "sub/base.yaml")
+    write_recipe(
+        {**valid_recipe, "optim": {"lr": 1.0e-3, "warmup_steps": 10, "max_steps": 100}}, "sub/base.yaml"
+    )
     write_recipe({"base": "sub/base.yaml", "optim": {"lr": 5.0e-4}, "run": {"name": "mid"}}, "mid.yaml")
     top = write_recipe({"base": "mid.yaml", "optim": {"max_steps": 50}}, "top.yaml")
     recipe = load_recipe(top, ["optim.lr=2e-4", "data.streams.t2i.batch_size=3"])
@@ -35,7 +37,9 @@ def test_base_chain_then_file_then_overrides(valid_recipe, write_recipe):
     assert recipe.data.streams["lm"].batch_size == 4
 
 
-def test_base_resolves_against_the_recipe_directory_not_the_cwd(valid_recipe, write_recipe, tmp_path, monkeypatch):
+def test_base_resolves_against_the_recipe_directory_not_the_cwd(
+    valid_recipe, write_recipe, tmp_path, monkeypatch
+):
     write_recipe(valid_recipe, "recipes/base.yaml")
     top = write_recipe({"base": "base.yaml", "run": {"name": "x"}}, "recipes/top.yaml")
     elsewhere = tmp_path / "elsewhere"
@@ -47,7 +51,10 @@ def test_base_resolves_against_the_recipe_directory_not_the_cwd(valid_recipe, wr
 def test_null_stream_drops_an_inherited_stream(valid_recipe, write_recipe):
     write_recipe(valid_recipe, "base.yaml")
     top = write_recipe(
-        {"base": "base.yaml", "data": {"streams": {"lm": None, "mmu": {"shards": ["m.tar"], "batch_size": 2}}}},
+        {
+            "base": "base.yaml",
+            "data": {"streams": {"lm": None, "mmu": {"shards": ["m.tar"], "batch_size": 2}}},
+        },
         "top.yaml",
     )
     streams = load_recipe(top).data.streams
@@ -73,7 +80,11 @@ def test_text_tokenizer_defaults_to_llm(valid_recipe, write_recipe):
 def test_llm_config_instead_of_llm(valid_recipe, write_recipe):
     valid_recipe["model"] = {
         "llm": None,
-        "llm_config": {"hidden_size": 32, "num_hidden_layers": 2, "rope_parameters": {"partial_rotary_factor": 0.5}},
+        "llm_config": {
+            "hidden_size": 32,
+            "num_hidden_layers": 2,
+            "rope_parameters": {"partial_rotary_factor": 0.5},
+        },
         "text_tokenizer": "tok",
         "image_tokenizer": "img",
     }

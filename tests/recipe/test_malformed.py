@@ -33,7 +33,12 @@ def _drop(data: dict, dotted: str) -> dict:
 # (id, change to the valid recipe, overrides, substrings the one-line message must contain)
 CASES = [
     ("misspelt-top-key", lambda d: _set(d, "optm", {"lr": 1.0}), [], ["unknown key 'optm'", "'optim'"]),
-    ("misspelt-nested-key", lambda d: _set(d, "optim.lrr", 1.0), [], ["'optim.lrr'", "did you mean 'optim.lr'"]),
+    (
+        "misspelt-nested-key",
+        lambda d: _set(d, "optim.lrr", 1.0),
+        [],
+        ["'optim.lrr'", "did you mean 'optim.lr'"],
+    ),
     (
         "misspelt-stream-key",
         lambda d: _set(d, "data.streams.t2i.batchsize", 3),
@@ -47,44 +52,118 @@ CASES = [
         [],
         ["data.streams.t2i.batch_size", "expected int", "'eight'"],
     ),
-    ("wrong-type-list-item", lambda d: _set(d, "model.image_grid", [16, "x"]), [], ["model.image_grid[1]", "int"]),
+    (
+        "wrong-type-list-item",
+        lambda d: _set(d, "model.image_grid", [16, "x"]),
+        [],
+        ["model.image_grid[1]", "int"],
+    ),
     ("scalar-for-list", lambda d: _set(d, "model.image_grid", 16), [], ["model.image_grid", "list of int"]),
     ("scalar-for-section", lambda d: _set(d, "optim", 5), [], ["optim"]),
     ("missing-run-name", lambda d: _drop(d, "run.name"), [], ["missing required", "run.name"]),
     ("missing-image-tokenizer", lambda d: _drop(d, "model.image_tokenizer"), [], ["model.image_tokenizer"]),
     ("missing-shards", lambda d: _drop(d, "data.streams.lm.shards"), [], ["data.streams.lm.shards"]),
-    ("unknown-task", lambda d: _set(d, "data.streams.t2j", {"shards": ["a.tar"]}), [], ["t2j", "did you mean 't2i'"]),
-    ("negative-batch", lambda d: _set(d, "data.streams.t2i.batch_size", -1), [], ["data.streams.t2i.batch_size", "-1"]),
-    ("zero-batch", lambda d: _set(d, "data.streams.lm.batch_size", 0), [], ["data.streams.lm.batch_size", "positive"]),
+    (
+        "unknown-task",
+        lambda d: _set(d, "data.streams.t2j", {"shards": ["a.tar"]}),
+        [],
+        ["t2j", "did you mean 't2i'"],
+    ),
+    (
+        "negative-batch",
+        lambda d: _set(d, "data.streams.t2i.batch_size", -1),
+        [],
+        ["data.streams.t2i.batch_size", "-1"],
+    ),
+    (
+        "zero-batch",
+        lambda d: _set(d, "data.streams.lm.batch_size", 0),
+        [],
+        ["data.streams.lm.batch_size", "positive"],
+    ),
     ("bad-objective", lambda d: _set(d, "objective.image", "diffusion"), [], ["objective.image", "mtp, ar"]),
-    ("bad-mask-schedule", lambda d: _set(d, "objective.mask_schedule", "cos"), [], ["objective.mask_schedule"]),
-    ("bad-strategy", lambda d: _set(d, "trainer.strategy.name", "fsdp"), [], ["trainer.strategy.name", "deepspeed"]),
-    ("zero-stage-4", lambda d: _set(d, "trainer.strategy.zero_stage", 4), [], ["trainer.strategy.zero_stage", "0, 1, 2, 3"]),
-    ("bad-precision", lambda d: _set(d, "trainer.precision", "bf15-mixed"), [], ["trainer.precision", "bf16-mixed"]),
+    (
+        "bad-mask-schedule",
+        lambda d: _set(d, "objective.mask_schedule", "cos"),
+        [],
+        ["objective.mask_schedule"],
+    ),
+    (
+        "bad-strategy",
+        lambda d: _set(d, "trainer.strategy.name", "fsdp"),
+        [],
+        ["trainer.strategy.name", "deepspeed"],
+    ),
+    (
+        "zero-stage-4",
+        lambda d: _set(d, "trainer.strategy.zero_stage", 4),
+        [],
+        ["trainer.strategy.zero_stage", "0, 1, 2, 3"],
+    ),
+    (
+        "bad-precision",
+        lambda d: _set(d, "trainer.precision", "bf15-mixed"),
+        [],
+        ["trainer.precision", "bf16-mixed"],
+    ),
     ("empty-streams", lambda d: _set(d, "data.streams", {}), [], ["data.streams", "at least one"]),
-    ("warmup-over-max", lambda d: _set(d, "optim.warmup_steps", 1000), [], ["optim.warmup_steps", "optim.max_steps"]),
+    (
+        "warmup-over-max",
+        lambda d: _set(d, "optim.warmup_steps", 1000),
+        [],
+        ["optim.warmup_steps", "optim.max_steps"],
+    ),
     (
         "offload-params-zero2",
         lambda d: _set(d, "trainer.strategy", {"name": "deepspeed", "zero_stage": 2, "offload_params": True}),
         [],
         ["offload_params", "zero_stage=3"],
     ),
-    ("cond-dropout-range", lambda d: _set(d, "objective.cond_dropout_prob", 1.5), [], ["objective.cond_dropout_prob"]),
-    ("llm-and-config", lambda d: _set(d, "model.llm_config", {"hidden_size": 8}), [], ["model.llm", "model.llm_config"]),
-    ("grid-vs-resolution", lambda d: _set(d, "data.resolution", 70), [], ["data.resolution 70", "model.image_grid"]),
+    (
+        "cond-dropout-range",
+        lambda d: _set(d, "objective.cond_dropout_prob", 1.5),
+        [],
+        ["objective.cond_dropout_prob"],
+    ),
+    (
+        "llm-and-config",
+        lambda d: _set(d, "model.llm_config", {"hidden_size": 8}),
+        [],
+        ["model.llm", "model.llm_config"],
+    ),
+    (
+        "grid-vs-resolution",
+        lambda d: _set(d, "data.resolution", 70),
+        [],
+        ["data.resolution 70", "model.image_grid"],
+    ),
     ("unknown-kind", lambda d: _set(d, "kind", "diffusion"), [], ["unknown kind 'diffusion'"]),
     ("override-no-equals", lambda d: d, ["optim.lr"], ["bad override 'optim.lr'", "key=value"]),
     ("override-empty-key", lambda d: d, ["=3"], ["bad override '=3'"]),
-    ("override-unknown-key", lambda d: d, ["optim.lrr=1"], ["override 'optim.lrr=1'", "did you mean 'optim.lr'"]),
+    (
+        "override-unknown-key",
+        lambda d: d,
+        ["optim.lrr=1"],
+        ["override 'optim.lrr=1'", "did you mean 'optim.lr'"],
+    ),
     ("override-wrong-type", lambda d: d, ["optim.max_steps=abc"], ["optim.max_steps", "expected int"]),
     ("missing-base", lambda d: _set(d, "base", "nowhere.yaml"), [], ["not found", "nowhere.yaml", "base of"]),
 ]
 
 
-@pytest.mark.parametrize(("change", "overrides", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_malformed_recipe_exits_2_with_one_line(valid_recipe, write_recipe, capsys, change, overrides, expected):
+@pytest.mark.parametrize(
+    ("change", "overrides", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_malformed_recipe_exits_2_with_one_line(
+    valid_recipe, write_recipe, capsys, change, overrides, expected
+):
     path = write_recipe(change(valid_recipe))
-    assert main(["recipe", "validate", str(path)] if not overrides else ["recipe", "show", str(path), *overrides]) == 2
+    assert (
+        main(
+            ["recipe", "validate", str(path)] if not overrides else ["recipe", "show", str(path), *overrides]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
     assert len(lines) == 1, err

@@ -46,7 +46,9 @@ def _common_paper_values(recipe) -> None:
     assert recipe.model.codebook_size == 8192
     assert recipe.objective.image == "mtp" and recipe.objective.mask_schedule == "cosine"
     assert recipe.objective.cond_dropout_prob == 0.1 and recipe.objective.min_mask_rate == 0.0
-    assert recipe.optim.betas == [0.9, 0.999] and recipe.optim.eps == 1e-8 and recipe.optim.weight_decay == 0.01
+    assert (
+        recipe.optim.betas == [0.9, 0.999] and recipe.optim.eps == 1e-8 and recipe.optim.weight_decay == 0.01
+    )
     assert recipe.optim.grad_clip == 1.0 and recipe.optim.min_lr_ratio == 0.0
     assert recipe.trainer.precision == "bf16-mixed"
     assert recipe.trainer.strategy.name == "deepspeed"
@@ -123,6 +125,10 @@ def test_stage_chains_name_the_previous_stage_run_dir():
         assert len(set(run_dirs.values())) == len(STAGES)
         assert _load(f"recipes/{scale}/stage1.yaml").init_from is None
         for stage, previous in (("stage2", "stage1"), ("stage3", "stage2"), ("stage512", "stage3")):
-            assert _load(f"recipes/{scale}/{stage}.yaml").init_from == run_dirs[previous] == f"runs/{prefix}-{previous}"
+            assert (
+                _load(f"recipes/{scale}/{stage}.yaml").init_from
+                == run_dirs[previous]
+                == f"runs/{prefix}-{previous}"
+            )
     assert _load("recipes/tiny/instruct.yaml").init_from == "runs/tiny-stage512"
     assert _load("recipes/showo/instruct.yaml").init_from == "runs/showo-stage3"
