@@ -5,7 +5,8 @@ Shards are units of the input order (see `sources`), partitions take every `worl
 shard whose record exists is skipped, so reruns resume, partitions add up to one run, and every batch
 is formed from one unit's inputs only (the same batches, hence the same codes, however the work runs).
 Exact duplicates (sha1 of the image bytes; optionally identical code sequences) are dropped within a
-shard and recorded in `dropped.jsonl`.
+shard and recorded in `dropped.jsonl`; duplicates in different shards cannot be dropped without making
+shards depend on each other, so they are written and listed in `duplicates_across_shards.jsonl`.
 """
 
 from __future__ import annotations
@@ -317,6 +318,7 @@ class Builder:
             "tasks": dict(sorted(state.tasks.items())),
             "dropped": sorted(state.dropped, key=lambda d: d["position"]),
             "images": state.images,
+            "sha1": {sample.key: sample.meta["sha1"] for sample in state.samples},
             "started": state.started,
             "finished": time.time(),
         }

@@ -1,6 +1,7 @@
 """The dataset-level files: `build.json` (the settings every shard was made with), `manifest.jsonl`
-(one line per shard), `report.json` (what happened to every input) and `dropped.jsonl` (each input that
-was not written, with its reason). Assembled from per-shard records once every shard exists, by
+(one line per shard), `report.json` (what happened to every input), `dropped.jsonl` (each input that
+was not written, with its reason) and `duplicates_across_shards.jsonl` (written samples whose sha1 an
+earlier shard already holds). Assembled from per-shard records once every shard exists, by
 whichever partition finishes last, so they are the same however the work was split.
 """
 
@@ -17,6 +18,7 @@ BUILD_FILE = "build.json"
 MANIFEST_FILE = "manifest.jsonl"
 REPORT_FILE = "report.json"
 DROPPED_FILE = "dropped.jsonl"
+REPEATS_FILE = "duplicates_across_shards.jsonl"
 
 
 def check_build(out: Path, settings: dict) -> None:
@@ -47,6 +49,18 @@ def _busy_seconds(records: list[dict]) -> float:
             total += stop - max(start, end)
             end = stop
     return total
+
+
+def _repeats(records: list[dict]) -> list[dict]:
+    """Written samples whose sha1 an earlier shard already holds (in shard order)."""
+    first: dict[str, str] = {}
+    repeats = []
+    for record in records:
+        for key, sha1 in record["sha1"].items():
+            if sha1 in first and first[sha1].rsplit("-", 1)[0] != key.rsplit("-", 1)[0]:
+                repeats.append({"key": key, "sha1": sha1, "first": first[sha1]})
+            first.setdefault(sha1, key)
+    return repeats
 
 
 def finalize(out: Path, settings: dict, shard_paths: list[Path]) -> dict | None:
@@ -81,6 +95,7 @@ def finalize(out: Path, settings: dict, shard_paths: list[Path]) -> dict | None:
     inputs = sum(r["inputs"] for r in records)
     written = sum(r["samples"] for r in records)
     duplicates = sum(1 for r in records for item in r["dropped"] if item["reason"] == "duplicate")
+    repeats = _repeats(records)
     images = sum(r["images"] for r in records)
     busy = _busy_seconds(records)
     report = {
@@ -90,6 +105,7 @@ def finalize(out: Path, settings: dict, shard_paths: list[Path]) -> dict | None:
         "rejected": sum(reasons.values()),
         "rejected_by_reason": dict(sorted(reasons.items())),
         "duplicates": duplicates,
+        "duplicates_across_shards": len(repeats),
         "dedup": settings["dedup"],
         "shards": len(records),
         "tasks": dict(sorted(tasks.items())),
@@ -99,6 +115,7 @@ def finalize(out: Path, settings: dict, shard_paths: list[Path]) -> dict | None:
     }
     atomic_write(out / MANIFEST_FILE, b"".join(line + b"\n" for line in lines))
     atomic_write(out / DROPPED_FILE, b"".join(line + b"\n" for line in dropped))
+    atomic_write(out / REPEATS_FILE, b"".join(dumps_json(line) + b"\n" for line in repeats))
     atomic_write(out / REPORT_FILE, json.dumps(report, indent=2).encode() + b"\n")
     return report
 
