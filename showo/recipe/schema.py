@@ -274,8 +274,8 @@ class SampleConfig:
 class TrainerConfig:
     """Lightning Trainer settings: hardware, precision, strategy and cadences."""
 
-    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "gpu"
-    """Lightning accelerator."""
+    accelerator: Literal["auto", "cpu", "gpu", "cuda"] = "gpu"
+    """Lightning accelerator (`auto`: CUDA when visible, else CPU)."""
     devices: int | str = 8
     """Devices per node (an int, or Lightning's "auto")."""
     num_nodes: int = 1
