@@ -80,9 +80,11 @@ def phi_config(llm: PhiConfig | dict[str, Any], attn_implementation: str | None 
     return PhiConfig(**kwargs)
 
 
-def _load_tokenizer(path: str | Path) -> Any:
+def _load_tokenizer(path: str | Path, own_checkpoint: bool = False) -> Any:
+    """AutoTokenizer; in our checkpoints config.json is ours, so hand it the Phi model type instead."""
+    kwargs = {"config": PhiConfig()} if own_checkpoint else {}
     try:
-        return AutoTokenizer.from_pretrained(str(path))
+        return AutoTokenizer.from_pretrained(str(path), **kwargs)
     except (OSError, ValueError) as exc:
         raise ShowoError(f"cannot load a text tokenizer from {path}: {exc}".splitlines()[0]) from None
 
@@ -195,7 +197,7 @@ class ShowO(nn.Module):
         config = ShowOConfig.from_dict(data)
         if not (path / WEIGHTS_NAME).is_file():
             raise ShowoError(f"{path} has no {WEIGHTS_NAME}")
-        tokenizer = _load_tokenizer(path)
+        tokenizer = _load_tokenizer(path, own_checkpoint=True)
         vocab = UnifiedVocab.extend_tokenizer(tokenizer, config.codebook_size)
         if (path / VOCAB_NAME).is_file():
             stored = UnifiedVocab.from_dict(json.loads((path / VOCAB_NAME).read_text()))

@@ -68,12 +68,12 @@ class UnifiedVocab:
             raise ShowoError(
                 "the text tokenizer has no bos/eos token; Show-o needs both (Phi uses <|endoftext|>)"
             )
-        vocab = tokenizer.get_vocab()
-        if PAD_TOKEN not in vocab:
+        if PAD_TOKEN not in tokenizer.get_added_vocab():
             tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
         elif tokenizer.pad_token != PAD_TOKEN:
             tokenizer.pad_token = PAD_TOKEN
-        missing = [t for t in SPECIAL_TOKENS if t not in tokenizer.get_vocab()]
+        added = tokenizer.get_added_vocab()
+        missing = [t for t in SPECIAL_TOKENS if t not in added]
         if missing:
             tokenizer.add_tokens(missing)
         pad_id = tokenizer.convert_tokens_to_ids(PAD_TOKEN)
