@@ -17,6 +17,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 from scipy import ndimage
+from skimage.morphology import convex_hull_image
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -25,6 +26,9 @@ from showo.embedded.shapes import COLOR_NAMES, COLORS, EXTENT, SHAPES, Scene, Sh
 from showo.eval.degrade import random_degradation
 
 TRAIN_RENDERS = 600
+# How far beyond the feature ranges seen in (degraded) training renders a blob may lie, per feature,
+# as a fraction of that range.
+RANGE_MARGIN = 0.25
 
 
 @dataclass(frozen=True)
@@ -51,21 +55,32 @@ def _hue_table() -> np.ndarray:
 
 @dataclass(frozen=True)
 class Segment:
-    """One object-sized blob: its mask cropped to its box, the box's top-left corner, its colour."""
+    """One object-sized blob: its mask cropped to its box, the box's top-left corner, its colour and the
+    share of its pixels that have that colour."""
 
     mask: np.ndarray
     top: int
     left: int
     color: int
+    purity: float
 
 
-FEATURES: tuple[str, ...] = ("extent", "centroid_y", "corner_fill", "aspect", "top_bottom", "reach")
+FEATURES: tuple[str, ...] = (
+    "extent",
+    "centroid_y",
+    "corner_fill",
+    "aspect",
+    "top_bottom",
+    "reach",
+    "solidity",
+)
 
 
 def blob_features(mask: np.ndarray) -> np.ndarray:
     """Scale-free geometry of one blob: fill of its box (square ~1, disc ~0.79, triangle ~0.5), centroid
     height in the box (an upright triangle's sits low), fill of the box corners, aspect, the width of the
-    top quarter over the bottom quarter, and farthest pixel over the equal-area disc radius."""
+    top quarter over the bottom quarter, farthest pixel over the equal-area disc radius, and solidity
+    (area over convex-hull area: ~1 for every real shape, lower for ragged noise)."""
     ys, xs = np.nonzero(mask)
     top, left = ys.min(), xs.min()
     h, w = ys.max() - top + 1, xs.max() - left + 1
@@ -86,6 +101,7 @@ def blob_features(mask: np.ndarray) -> np.ndarray:
             w / h,
             top_fill / max(bottom_fill, 1e-6),
             reach / np.sqrt(area / np.pi),
+            area / max(float(convex_hull_image(box).sum()), 1.0),
         ]
     )
 
@@ -95,7 +111,9 @@ class ShapesDetector:
 
     `min_saturation` / `min_value` decide what is an object rather than background; blobs smaller than
     `min_area` (fraction of the image) are noise; `split_fraction` is the share of a second colour that
-    makes a blob count as two touching objects. The shape classifier is fitted on `train_renders`
+    makes a blob count as two touching objects. A blob is reported only when at least `min_purity` of it
+    has its colour and its geometry lies within what the renders of its shape showed (junk such as an
+    untrained model's noise is not forced into a shape). The shape classifier is fitted on `train_renders`
     degraded single-object renders drawn from `seed` (about a second on one core).
     """
 
@@ -103,8 +121,9 @@ class ShapesDetector:
         self,
         min_saturation: float = 0.35,
         min_value: float = 0.2,
-        min_area: float = 0.006,
+        min_area: float = 0.012,
         split_fraction: float = 0.3,
+        min_purity: float = 0.7,
         train_renders: int = TRAIN_RENDERS,
         seed: int = 0,
     ):
@@ -112,7 +131,9 @@ class ShapesDetector:
         self.min_value = min_value
         self.min_area = min_area
         self.split_fraction = split_fraction
+        self.min_purity = min_purity
         self.hue_table = _hue_table()
+        self.ranges: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.classifier = self._fit(train_renders, seed)
 
     def _fit(self, n: int, seed: int) -> Pipeline:
@@ -129,8 +150,14 @@ class ShapesDetector:
             if segments:
                 features.append(blob_features(max(segments, key=lambda g: g.mask.sum()).mask))
                 targets.append(shape)
+        features, targets = np.stack(features), np.array(targets)
+        for shape in SHAPES:
+            own = features[targets == shape]
+            lo, hi = own.min(0), own.max(0)
+            margin = RANGE_MARGIN * (hi - lo)
+            self.ranges[shape] = (lo - margin, hi + margin)
         model = make_pipeline(StandardScaler(), LogisticRegression(C=10.0, max_iter=2000))
-        return model.fit(np.stack(features), np.array(targets))
+        return model.fit(features, targets)
 
     def color_map(self, image: Image.Image) -> np.ndarray:
         """Per-pixel palette index (into `COLOR_NAMES`), -1 for background."""
@@ -161,7 +188,8 @@ class ShapesDetector:
                     part_mask = parts[sub] == part
                     if part_mask.sum() >= min_pixels:
                         top, left = box[0].start + sub[0].start, box[1].start + sub[1].start
-                        out.append(Segment(part_mask, top, left, int(color)))
+                        purity = float(counts[ranked[:2] if split else color].sum() / size)
+                        out.append(Segment(part_mask, top, left, int(color), purity))
         return out, labels.shape
 
     def detect(self, image: Image.Image) -> list[Detection]:
@@ -173,6 +201,9 @@ class ShapesDetector:
         shapes = self.classifier.predict(features)
         out = []
         for seg, shape, feats in zip(segments, shapes, features):
+            lo, hi = self.ranges[str(shape)]
+            if seg.purity < self.min_purity or np.any(feats < lo) or np.any(feats > hi):
+                continue
             ys, xs = np.nonzero(seg.mask)
             out.append(
                 Detection(

@@ -69,6 +69,19 @@ def test_detector_reports_positions_and_ignores_background(detector):
     assert not matches_scene(wrong, scene)
 
 
+def test_detector_does_not_force_noise_into_shapes(detector):
+    """An untrained generator's output (coloured blotches) must not read as objects."""
+    rng = np.random.default_rng(0)
+    with_detections = 0
+    for _ in range(50):
+        blotches = Image.fromarray(rng.uniform(0, 255, (16, 16, 3)).astype(np.uint8)).resize(
+            (64, 64), Image.Resampling.BICUBIC
+        )
+        image = Image.blend(Image.new("RGB", (64, 64), (150, 170, 150)), blotches, float(rng.uniform(0.3, 1)))
+        with_detections += bool(detector.detect(image))
+    assert with_detections <= 3
+
+
 @pytest.fixture(scope="module")
 def classifier():
     return default_classifier()
