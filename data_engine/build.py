@@ -59,6 +59,8 @@ class BuildOptions:
     split: str = "train"
     limit: int | None = None
     progress: bool = True
+    device: str = "auto"
+    threads: int | None = None
 
 
 def partition(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -103,10 +105,10 @@ class Builder:
             options.source, image_root=options.image_root, split=options.split, limit=options.limit
         )
         self.rank, self.world_size = partition(options.rank, options.world_size)
-        self.tokenizer = self._load_tokenizer()
         self.captioner: Captioner = make_captioner(
             options.recaptioner, options.caption_prompt, options.caption_max_tokens
         )
+        self.tokenizer = self._load_tokenizer()
         if self.captioner.needs_template and not self.source.has_templates:
             raise ShowoError(
                 f"the template recaptioner needs embedded: or imagefolder: data, not {self.source.kind}:"
@@ -132,7 +134,19 @@ class Builder:
                 f"codebook of {tokenizer.codebook_size} codes does not fit the uint16 code format"
             )
         self.grid = [resolution // factor, resolution // factor]
-        return tokenizer.eval()
+        return tokenizer.to(self._device()).eval()
+
+    def _device(self) -> torch.device:
+        """`auto` picks the GPU when there is one; codes are computed in fp32 either way."""
+        if self.options.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            device = torch.device(self.options.device)
+        except RuntimeError as err:
+            raise ShowoError(f"unknown --device {self.options.device!r}: {err}") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ShowoError(f"--device {self.options.device} requested but CUDA is not available")
+        return device
 
     def settings(self) -> dict:
         """What shard bytes depend on; a rerun must match it exactly (checked against build.json)."""
@@ -326,5 +340,12 @@ class Builder:
 
 
 def build(options: BuildOptions) -> dict:
-    """Run one partition of a build (see the module docstring); returns report.json's content when done."""
-    return Builder(options).run()
+    """Run one partition of a build (see the module docstring); returns report.json's content when done.
+    `threads` bounds torch's CPU threads for the duration (oversubscribed cores make conv far slower)."""
+    previous = torch.get_num_threads()
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    try:
+        return Builder(options).run()
+    finally:
+        torch.set_num_threads(previous)

@@ -51,6 +51,10 @@ def _add_build(subparsers) -> None:
     p.add_argument("--image-root", help="image directory for jsonl:/llava: sources")
     p.add_argument("--split", default="train", help="embedded: split (train | heldout)")
     p.add_argument("--limit", type=int, help="use only the first N inputs (embedded: how many to generate)")
+    p.add_argument(
+        "--device", default="auto", help="encoder device: auto (GPU when present) | cpu | cuda[:N]"
+    )
+    p.add_argument("--threads", type=int, help="torch CPU threads for the encoder (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_build)
 
@@ -80,6 +84,8 @@ def _run_build(args: argparse.Namespace) -> int:
         split=args.split,
         limit=args.limit,
         progress=not args.no_progress,
+        device=args.device,
+        threads=args.threads,
     )
     print(json.dumps(build(options)))
     return 0

@@ -20,7 +20,15 @@ from tests.data_engine import corpus
 
 
 def run(source: str, out: Path, tokenizer: Path, **kw) -> dict:
-    options = {"resolution": 64, "workers": 0, "batch_size": 4, "shard_size": 5, "progress": False, **kw}
+    options = {
+        "resolution": 64,
+        "workers": 0,
+        "batch_size": 4,
+        "shard_size": 5,
+        "progress": False,
+        "threads": 1,
+        **kw,
+    }
     return build(BuildOptions(source=source, out=str(out), tokenizer=str(tokenizer), **options))
 
 
