@@ -21,7 +21,8 @@ from showo.sampling.remask import mask_by_random_topk, sample_codes
 from showo.sampling.schedules import TEMPERATURE_SCHEDULES, choice_temperature, mask_len
 
 
-def _check(steps: int, guidance: float, temperature_schedule: str) -> None:
+def check_settings(steps: int, guidance: float, temperature_schedule: str) -> None:
+    """Raise ShowoError for settings no run could use (checked before any model is loaded)."""
     if steps < 1:
         raise ShowoError(f"steps must be at least 1, got {steps}")
     if guidance < 0:
@@ -49,7 +50,7 @@ def decode_grid(
     `image_logits(current)` maps the current unified ids [B,N] to logits [R,N,V] at the image positions,
     R = B, or 2B (conditional rows, then unconditional) when `guidance` > 0.
     """
-    _check(steps, guidance, temperature_schedule)
+    check_settings(steps, guidance, temperature_schedule)
     batch, num_tokens = image_ids.shape
     offset, size = vocab.image_offset, vocab.codebook_size
     current = image_ids.clone()
@@ -94,7 +95,7 @@ def generate(
     use the empty prompt and share the current image tokens (official). `temperature` is tau0 of the
     Gumbel remasking noise, annealed per `temperature_schedule` ("maskgit" or the compounding "official").
     """
-    _check(steps, guidance, temperature_schedule)
+    check_settings(steps, guidance, temperature_schedule)
     vocab = model.vocab
     device = next(model.parameters()).device
     num_tokens = prompter.num_image_tokens

@@ -1,0 +1,147 @@
+"""What the inference commands load: a Show-o checkpoint directory, its prompter and its image tokenizer.
+
+The image tokenizer is found, in order: the explicit path (`--image-tokenizer`), `<ckpt>/image_tokenizer/`
+(written by `showo export`), or an `image_tokenizer` path recorded in `<ckpt>/config.json` (relative to
+the checkpoint directory when not absolute).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from showo.errors import ShowoError
+
+IMAGE_TOKENIZER_DIR = "image_tokenizer"
+
+
+@dataclass
+class Pipeline:
+    model: Any
+    prompter: Any
+    image_tokenizer: Any | None
+    device: torch.device
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """The model's (square) code grid."""
+        side = math.isqrt(self.model.config.num_image_tokens)
+        return side, side
+
+    @property
+    def resolution(self) -> int:
+        """Pixel side of the model grid under the image tokenizer."""
+        if self.image_tokenizer is None:
+            raise ShowoError("no image tokenizer loaded")
+        return self.grid[0] * self.image_tokenizer.downsample_factor
+
+    def generator(self, seed: int) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    if name:
+        try:
+            device = torch.device(name)
+        except RuntimeError as err:
+            raise ShowoError(f"unknown device {name!r}: {err}") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ShowoError(f"device {name!r} requested but CUDA is not available")
+        return device
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def find_image_tokenizer(ckpt: Path, explicit: str | Path | None) -> Path:
+    if explicit is not None:
+        return Path(explicit)
+    if (ckpt / IMAGE_TOKENIZER_DIR).is_dir():
+        return ckpt / IMAGE_TOKENIZER_DIR
+    try:
+        recorded = json.loads((ckpt / "config.json").read_text()).get(IMAGE_TOKENIZER_DIR)
+    except (OSError, json.JSONDecodeError):
+        recorded = None
+    if isinstance(recorded, str) and recorded:
+        path = Path(recorded)
+        return path if path.is_absolute() else ckpt / path
+    raise ShowoError(f"{ckpt} has no {IMAGE_TOKENIZER_DIR}/ directory: pass --image-tokenizer DIR")
+
+
+def load_pipeline(
+    ckpt: str | Path,
+    image_tokenizer: str | Path | None = None,
+    device: str | None = None,
+    need_image_tokenizer: bool = True,
+) -> Pipeline:
+    """Load the model (eval mode, on `device`), its prompter and, when needed, the matching image tokenizer."""
+    from showo.model import ShowO
+
+    ckpt = Path(ckpt)
+    if not ckpt.is_dir():
+        raise ShowoError(f"checkpoint directory not found: {ckpt}")
+    target = pick_device(device)
+    model = ShowO.from_pretrained(ckpt).to(target).eval()
+    tokenizer = None
+    if need_image_tokenizer:
+        from showo.tokenizer import load_image_tokenizer
+
+        tokenizer = load_image_tokenizer(find_image_tokenizer(ckpt, image_tokenizer)).to(target).eval()
+        if tokenizer.codebook_size != model.config.codebook_size:
+            raise ShowoError(
+                f"image tokenizer has {tokenizer.codebook_size} codes but the model expects {model.config.codebook_size}"
+            )
+    return Pipeline(model, model.prompter(), tokenizer, target)
+
+
+def add_pipeline_args(parser: Any, seed: bool = True) -> None:
+    """The arguments every inference command shares."""
+    parser.add_argument(
+        "--ckpt", required=True, help="a Show-o checkpoint directory (showo export / save_pretrained)"
+    )
+    parser.add_argument(
+        "--image-tokenizer", default=None, help="image tokenizer dir (default: <ckpt>/image_tokenizer)"
+    )
+    parser.add_argument(
+        "--device", default=None, help="torch device (default: cuda when available, else cpu)"
+    )
+    if seed:
+        parser.add_argument("--seed", type=int, default=0, help="seed of the sampler's torch.Generator")
+
+
+def add_maskgit_args(parser: Any, steps: int, guidance: float) -> None:
+    """MaskGIT knobs shared by generate, inpaint and extrapolate (defaults from the official demos)."""
+    parser.add_argument("--steps", type=int, default=steps, help=f"MaskGIT steps T (default {steps})")
+    parser.add_argument("--guidance", type=float, default=guidance, help=f"CFG scale w (default {guidance})")
+    parser.add_argument("--temperature", type=float, default=1.0, help="Gumbel remasking temperature tau0")
+    parser.add_argument(
+        "--temperature-schedule",
+        default="maskgit",
+        help="maskgit: tau0*(1-t); official: the compounding product of the official sampler",
+    )
+    parser.add_argument("--schedule", default="cosine", help="mask schedule: cosine|linear|pow2|pow3|sigmoid")
+
+
+def maskgit_kwargs(args: Any) -> dict[str, Any]:
+    """The sampler settings from parsed arguments, validated (so bad ones fail before loading a model)."""
+    from showo.masking import mask_ratio
+    from showo.sampling.maskgit import check_settings
+
+    check_settings(args.steps, args.guidance, args.temperature_schedule)
+    mask_ratio(0.5, args.schedule)
+    return dict(
+        steps=args.steps,
+        guidance=args.guidance,
+        temperature=args.temperature,
+        temperature_schedule=args.temperature_schedule,
+        schedule=args.schedule,
+    )
+
+
+def positive(name: str, value: int) -> int:
+    if value < 1:
+        raise ShowoError(f"--{name} must be at least 1, got {value}")
+    return value
