@@ -59,7 +59,12 @@ class BatchBuilder:
         rng = random.Random(seed)
         gen = torch.Generator().manual_seed(seed)
         ids, labels = getattr(self, f"_{self.task}")(samples, rng, gen)
-        return {"input_ids": ids, "labels": labels, "samples": len(samples)}
+        return {
+            "input_ids": ids,
+            "labels": labels,
+            "samples": len(samples),
+            "keys": [s.get("__key__") for s in samples],
+        }
 
     def _t2i(self, samples: list[dict], rng: random.Random, gen: torch.Generator):
         texts = [

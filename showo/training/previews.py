@@ -1,0 +1,106 @@
+"""TensorBoard previews every `sample_every` steps: image grids for fixed prompts and seeds (the same
+MaskGIT sampler as inference) and captions of fixed images, so runs are comparable step to step.
+
+Every rank runs the sampler (under ZeRO-3 each forward gathers parameters from all ranks); rank 0 decodes
+the codes with the image tokenizer and writes the summaries.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+import webdataset as wds
+
+from showo.data.datamodule import ShowoDataModule
+from showo.recipe.schema import ShowoRecipe
+from showo.sampling import maskgit, understand
+from showo.sampling.images import decode_codes, make_grid, to_pil
+
+CAPTION_QUESTION = "Describe the image."
+
+
+class Previews(pl.Callback):
+    """Writes `samples/t2i` (grid), `samples/prompts`, `samples/caption_images` (grid), `samples/captions`."""
+
+    def __init__(self, recipe: ShowoRecipe, datamodule: ShowoDataModule) -> None:
+        self.cfg = recipe.trainer.sample
+        self.every = recipe.trainer.sample_every
+        self.grid = tuple(recipe.model.image_grid)
+        self.image_tokenizer_path = recipe.model.image_tokenizer
+        self.datamodule = datamodule
+        self._image_tokenizer: Any = None
+
+    def image_tokenizer(self) -> Any:
+        if self._image_tokenizer is None:
+            from showo.tokenizer.model import load_image_tokenizer
+
+            self._image_tokenizer = load_image_tokenizer(self.image_tokenizer_path)
+        return self._image_tokenizer
+
+    def caption_codes(self, num_tokens: int) -> torch.Tensor | None:
+        """Codes of the first `caption_images` samples of the captioning stream's first shard."""
+        task = next((t for t in ("mmu", "instruct") if t in self.datamodule.urls), None)
+        if task is None or self.cfg.caption_images == 0:
+            return None
+        first = self.datamodule.urls[task][0]
+        pipeline = wds.DataPipeline(wds.SimpleShardList([first]), wds.tarfile_to_samples(), wds.decode())
+        codes = [
+            np.asarray(s["codes.npy"]).astype(np.int64)
+            for s in itertools.islice(pipeline, self.cfg.caption_images)
+        ]
+        codes = [c for c in codes if c.shape == (num_tokens,)]
+        return torch.from_numpy(np.stack(codes)) if codes else None
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        step = trainer.global_step
+        if step > 0 and step % self.every == 0:
+            self.log_previews(trainer, pl_module, step)
+
+    @torch.no_grad()
+    def log_previews(self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: int) -> None:
+        model = pl_module.model
+        was_training = model.training
+        model.eval()
+        prompter = model.prompter()
+        writer = trainer.logger.experiment if trainer.is_global_zero and trainer.logger is not None else None
+        try:
+            if self.cfg.prompts:
+                generator = torch.Generator(device=pl_module.device).manual_seed(self.cfg.seed)
+                codes = maskgit.generate(
+                    model,
+                    prompter,
+                    list(self.cfg.prompts),
+                    steps=self.cfg.steps,
+                    guidance=self.cfg.guidance,
+                    temperature=self.cfg.temperature,
+                    generator=generator,
+                )
+                if writer is not None:
+                    pixels = decode_codes(self.image_tokenizer(), codes.cpu(), self.grid)
+                    writer.add_image(
+                        "samples/t2i", np.asarray(make_grid(to_pil(pixels))), step, dataformats="HWC"
+                    )
+                    writer.add_text("samples/prompts", " | ".join(self.cfg.prompts), step)
+            codes = self.caption_codes(model.config.num_image_tokens)
+            if codes is not None:
+                ids = model.vocab.codes_to_ids(codes).to(pl_module.device)
+                answers = understand.decode(
+                    model, prompter, ids, [CAPTION_QUESTION] * len(ids), max_new_tokens=24
+                )
+                if writer is not None:
+                    pixels = decode_codes(self.image_tokenizer(), codes, self.grid)
+                    writer.add_image(
+                        "samples/caption_images",
+                        np.asarray(make_grid(to_pil(pixels))),
+                        step,
+                        dataformats="HWC",
+                    )
+                    writer.add_text(
+                        "samples/captions", "\n\n".join(f"{i}: {a}" for i, a in enumerate(answers)), step
+                    )
+        finally:
+            model.train(was_training)

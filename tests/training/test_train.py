@@ -1,0 +1,139 @@
+"""End to end on one CPU process: `showo train` learns, logs to TensorBoard, resumes bit-exactly after a
+SIGKILL, and its checkpoint exports to a directory `ShowO.from_pretrained` loads."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from showo.cli import main
+from showo.training.checkpoint import list_checkpoints
+from tests.training.conftest import REPO, recipe_dict, run_train, scalars, write_recipe
+
+STEPS = 10
+SAMPLE = {"prompts": ["a red circle", "a blue star"], "steps": 3, "seed": 1, "caption_images": 2}
+
+
+@pytest.fixture(scope="session")
+def baseline(tmp_path_factory, tiny_llm_dir, image_tokenizer_dir, shards):
+    """An uninterrupted run: STEPS steps, checkpoints every 3, previews every 5."""
+    tmp = tmp_path_factory.mktemp("baseline")
+    recipe = recipe_dict(
+        tmp,
+        tiny_llm_dir,
+        image_tokenizer_dir,
+        shards,
+        **{
+            "optim.max_steps": STEPS,
+            "trainer.checkpoint_every": 3,
+            "trainer.sample_every": 5,
+            "trainer.sample": SAMPLE,
+        },
+    )
+    path = write_recipe(tmp / "recipe.yaml", recipe)
+    proc = run_train(path)
+    return {
+        "recipe": path,
+        "dict": recipe,
+        "run_dir": tmp / "runs" / "tiny",
+        "stdout": proc.stdout + proc.stderr,
+    }
+
+
+def test_training_lowers_the_loss_and_logs_every_stream(baseline):
+    loss = scalars(baseline["run_dir"], "train/loss")
+    assert sorted(loss) == list(range(STEPS))
+    assert np.mean([loss[s] for s in (STEPS - 2, STEPS - 1)]) < np.mean([loss[s] for s in (1, 2)]) - 0.5
+    for tag in (
+        "train/loss_t2i",
+        "train/loss_lm",
+        "train/loss_mmu",
+        "train/acc_t2i",
+        "train/lr",
+        "train/grad_norm",
+        "perf/data_wait_s",
+        "perf/compute_s",
+        "perf/samples_per_s_t2i",
+        "perf/tokens_per_s_mmu",
+    ):
+        assert len(scalars(baseline["run_dir"], tag)) == STEPS, tag
+    lr = scalars(baseline["run_dir"], "train/lr")
+    assert lr[0] == 0.0 and max(lr.values()) == pytest.approx(3e-3)
+    assert "TensorBoard logs in" in baseline["stdout"] and "showo tensorboard" in baseline["stdout"]
+    assert (baseline["run_dir"] / "recipe.yaml").is_file()
+    assert [p.name for p in list_checkpoints(baseline["run_dir"])] == [
+        "step-00000003.ckpt",
+        "step-00000006.ckpt",
+        "step-00000009.ckpt",
+        "step-00000010.ckpt",
+    ]
+
+
+def test_tensorboard_holds_preview_grids_and_captions(baseline):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (events,) = (baseline["run_dir"] / "tensorboard").glob("events.out.tfevents.*")
+    acc = EventAccumulator(str(events), size_guidance={"images": 0, "tensors": 0})
+    acc.Reload()
+    grids = acc.Images("samples/t2i")
+    assert [g.step for g in grids] == [5, 10]
+    # two 64 px previews side by side with a 2 px gap, as PNG
+    assert (
+        grids[0].width == 2 * 64 + 2
+        and grids[0].height == 64
+        and grids[0].encoded_image_string[:4] == b"\x89PNG"
+    )
+    assert "samples/caption_images" in acc.Tags()["images"]
+    assert "samples/captions/text_summary" in acc.Tags()["tensors"]
+
+
+def test_sigkill_then_resume_reproduces_the_uninterrupted_losses(baseline, tmp_path, capsys):
+    recipe = dict(baseline["dict"], run={**baseline["dict"]["run"], "output_dir": str(tmp_path / "runs")})
+    path = write_recipe(tmp_path / "recipe.yaml", recipe)
+    run_dir = tmp_path / "runs" / "tiny"
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "showo.cli", "train", str(path)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 240
+    while not list_checkpoints(run_dir) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(random.uniform(0.0, 1.5))  # somewhere in steps 3..~6, possibly mid-save
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    last = list_checkpoints(run_dir)[-1]
+    resumed_from = int(last.name[5:13])
+    assert 3 <= resumed_from < STEPS
+    assert main(["train", str(path)]) == 0  # in-process: one interpreter start less
+    assert f"resuming from {last}" in capsys.readouterr().out
+    expected, got = scalars(baseline["run_dir"], "train/loss"), scalars(run_dir, "train/loss")
+    later = list(range(resumed_from, STEPS))
+    np.testing.assert_allclose([got[s] for s in later], [expected[s] for s in later], rtol=1e-6, atol=1e-6)
+    assert list_checkpoints(run_dir)[-1].name == "step-00000010.ckpt"
+    assert not list((run_dir / "checkpoints").glob(".*.tmp"))
+
+
+def test_export_writes_a_loadable_model_with_the_checkpoint_weights(baseline, tmp_path):
+    from showo.model import ShowO
+    from showo.tokenizer.model import load_image_tokenizer
+
+    out = tmp_path / "export"
+    assert main(["export", "--ckpt", str(baseline["run_dir"]), "--out", str(out)]) == 0
+    model = ShowO.from_pretrained(out)
+    state = torch.load(list_checkpoints(baseline["run_dir"])[-1], weights_only=True)["state_dict"]
+    for key, value in model.llm.state_dict().items():
+        assert torch.equal(value, state[f"model.llm.{key}"]), key
+    assert load_image_tokenizer(out / "image_tokenizer").codebook_size == 256
