@@ -15,10 +15,14 @@ and the optional FlexAttention block mask:
 - ``ar``: plain causal over everything (the autoregressive image objective), pads hidden.
 
 Masks are additive floats ``[B, 1, L, L]``: 0 = attend, ``finfo(dtype).min`` = blocked (bool masks are
-silently ignored by transformers' eager attention).
+silently ignored by transformers' eager attention). ``omni_block_mask`` turns the same rule into a
+FlexAttention ``BlockMask`` for models built with ``attn_implementation="flex"`` (checked on CPU in torch's
+eager flex path; ``torch.compile`` fuses it on GPU).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 
@@ -86,3 +90,21 @@ def batch_attention_mask(
 ) -> torch.Tensor:
     """Masks of a concatenated multi-task batch: ``[(task, ids), ...]`` in row order -> ``[sum B, 1, L, L]``."""
     return torch.cat([omni_attention_mask(ids, vocab, task, dtype) for task, ids in parts if len(ids)], 0)
+
+
+def omni_block_mask(input_ids: torch.Tensor, vocab: UnifiedVocab, task: str) -> Any:
+    """The same rule as a FlexAttention ``BlockMask`` (for ``attn_implementation="flex_attention"``).
+
+    Works on CPU in torch's eager (unfused) flex path and fused under ``torch.compile`` on GPU; the dense mask
+    stays the default everywhere.
+    """
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    task = _task(task)
+    roles = token_roles(input_ids, vocab)
+
+    def mask_mod(b: torch.Tensor, h: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        return allowed(b, q, k, roles, task)
+
+    batch, length = input_ids.shape
+    return create_block_mask(mask_mod, B=batch, H=None, Q_LEN=length, KV_LEN=length, device=input_ids.device)

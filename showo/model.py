@@ -138,8 +138,12 @@ class ShowO(nn.Module):
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs: Any
     ) -> torch.Tensor:
-        """Logits in the unified id layout. ``attention_mask`` is the 4-D additive omni-attention mask."""
-        if attention_mask is not None and attention_mask.is_floating_point():
+        """Logits in the unified id layout.
+
+        ``attention_mask``: the 4-D additive omni-attention mask (cast to the weights' dtype), or a FlexAttention
+        ``BlockMask`` when built with ``attn_implementation="flex"``.
+        """
+        if isinstance(attention_mask, torch.Tensor) and attention_mask.is_floating_point():
             attention_mask = attention_mask.to(self.llm.get_input_embeddings().weight.dtype)
         return self.llm(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs).logits
 

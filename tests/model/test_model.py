@@ -114,3 +114,32 @@ def test_import_showo_is_light():
     code = "import sys, showo; print('transformers' in sys.modules, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_flex_block_mask_matches_dense(tiny_showo):
+    """The optional FlexAttention path (eager flex on CPU) gives the dense-mask logits."""
+    import copy
+    import warnings
+
+    from showo.attention import omni_block_mask
+    from showo.model import phi_config
+
+    flex_llm = PhiForCausalLM(phi_config(tiny_showo.llm.config, "flex")).eval()
+    flex_llm.load_state_dict(tiny_showo.llm.state_dict())
+    flex = ShowO(flex_llm, tiny_showo.vocab, copy.deepcopy(tiny_showo.config), tiny_showo.tokenizer)
+    pr = tiny_showo.prompter(max_frames=1)
+    vocab, n = tiny_showo.vocab, tiny_showo.config.num_image_tokens
+    img = vocab.codes_to_ids(
+        torch.randint(0, vocab.codebook_size, (2, n), generator=torch.Generator().manual_seed(4))
+    )
+    cases = {
+        "t2i": pr.t2i_gen(["a red circle", ""], img),
+        "mmu": pr.mmu(img, ["a blue square", "two stars"])[0],
+        "mixed": pr.mixed([img[:1], img[1:]], [["a red circle"], ["a star"]])[0],
+    }
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for task, ids in cases.items():
+            got = flex(ids, omni_block_mask(ids, vocab, task))
+            ref = tiny_showo(ids, omni_attention_mask(ids, vocab, task))
+            assert torch.allclose(got, ref, atol=1e-5), task
