@@ -47,12 +47,13 @@ def decode_grid(
 ) -> torch.Tensor:
     """The MaskGIT loop over one grid per row; returns raw codes [B,N].
 
-    `image_logits(current)` maps the current unified ids [B,N] to logits [R,N,V] at the image positions,
-    R = B, or 2B (conditional rows, then unconditional) when `guidance` > 0.
+    `image_logits(current)` maps the current unified ids [B,N] to the code logits [R,N,K] at the image
+    positions (vocabulary columns `vocab.image_slice`), R = B, or 2B (conditional rows, then
+    unconditional) when `guidance` > 0.
     """
     check_settings(steps, guidance, temperature_schedule)
     batch, num_tokens = image_ids.shape
-    offset, size = vocab.image_offset, vocab.codebook_size
+    offset = vocab.image_offset
     current = image_ids.clone()
     sampled = torch.where(current == vocab.mask_id, torch.zeros_like(current), current - offset)
     for step in tqdm(range(steps), desc="maskgit", disable=not progress, leave=False):
@@ -62,7 +63,7 @@ def decode_grid(
         logits = image_logits(current).float()
         if guidance > 0:
             logits = cfg_logits(logits[:batch], logits[batch:], guidance)
-        probs = torch.softmax(logits[..., offset : offset + size], dim=-1)
+        probs = torch.softmax(logits, dim=-1)
         sampled = torch.where(unknown, sample_codes(probs, generator), current - offset)
         confidence = torch.gather(probs, -1, sampled.unsqueeze(-1)).squeeze(-1)
         confidence = torch.where(unknown, confidence, torch.full_like(confidence, float("inf")))
@@ -113,13 +114,14 @@ def generate(
     soi = ids.shape[1] - num_tokens - 2  # the text prefix [0, soi) never attends to the image
     img = slice(soi + 1, soi + 1 + num_tokens)
     prefix = FrozenPrefix.prefill(model, ids, mask, soi) if use_cache else None
+    codes = vocab.image_slice  # CFG and softmax only ever need the code columns (mask column excluded)
     suffix_positions = torch.arange(soi, ids.shape[1], device=device).unsqueeze(0).expand(ids.shape[0], -1)
 
     def image_logits(current: torch.Tensor) -> torch.Tensor:
         ids[:, img] = current.repeat(ids.shape[0] // batch, 1)
         if prefix is not None:
-            return prefix(ids[:, soi:], mask[:, :, soi:], suffix_positions)[:, 1 : 1 + num_tokens]
-        return model(ids, mask)[:, img]
+            return prefix(ids[:, soi:], mask[:, :, soi:], suffix_positions, slice(1, 1 + num_tokens), codes)
+        return model(ids, mask)[:, img, codes]
 
     return decode_grid(
         image_logits,

@@ -62,20 +62,22 @@ class _Sequence:
         prefix = FrozenPrefix(self.model, self.cache) if self.cache is not None else None
         positions = self._positions(start, num + 2)
 
-        def image_logits(current: torch.Tensor) -> torch.Tensor:
-            full[:, start + 1 : start + 1 + num] = current
-            if prefix is not None:
-                return prefix(full[:, start:], mask[:, :, start:], positions)[:, 1 : 1 + num]
-            return self.model(full, mask)[:, start + 1 : start + 1 + num]
+        image, codes = slice(start + 1, start + 1 + num), vocab.image_slice
 
-        codes = maskgit.decode_grid(
+        def image_logits(current: torch.Tensor) -> torch.Tensor:
+            full[:, image] = current
+            if prefix is not None:
+                return prefix(full[:, start:], mask[:, :, start:], positions, slice(1, 1 + num), codes)
+            return self.model(full, mask)[:, image, codes]
+
+        result = maskgit.decode_grid(
             image_logits, segment[:, 1:-1], vocab, steps, generator=generator, **image_kwargs
         )
-        full[:, start + 1 : start + 1 + num] = codes + vocab.image_offset
+        full[:, image] = result + vocab.image_offset
         self.ids = full
         if self.cache is not None:
             self.last_logits = self._extend_cache(full[:, start:], mask[:, :, start:])
-        return codes[0]
+        return result[0]
 
     def append_token(self, token: int) -> None:
         new = torch.tensor([[token]], device=self.device)
