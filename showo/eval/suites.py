@@ -1,0 +1,253 @@
+"""`run_suite(ckpt, name, out)`: one pinned evaluation suite on one model, settings recorded with scores.
+
+Users could not reproduce published numbers because steps, guidance, temperature, seeds and sample
+counts were not written down; every result here carries all of them, the prompt-set digest and the
+image tokenizer's identity. Suites: geneval-mini, digits (generation, judged by the shapes detector and
+the digits classifier), pope-mini, caption-mini (understanding) and tokenizer (PSNR / SSIM on held-out
+photos and shapes). `ckpt` is an exported model directory (`showo export`), whose `image_tokenizer/`
+is used unless another is given; the tokenizer suite also takes a bare tokenizer directory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from showo.embedded import digits, photos, shapes
+from showo.errors import ShowoError
+from showo.eval import caption_mini, geneval_mini, pope_mini
+from showo.eval.digits_classifier import default_classifier
+from showo.eval.reconstruction import reconstruction_scores
+
+SUITES: tuple[str, ...] = ("geneval-mini", "digits", "pope-mini", "caption-mini", "tokenizer")
+IMAGE_TOKENIZER_DIR = "image_tokenizer"
+
+
+@dataclass
+class SuiteSettings:
+    """Everything that changes a score; written into every result."""
+
+    steps: int = 12
+    guidance: float = 1.5
+    temperature: float = 1.0
+    schedule: str = "cosine"
+    seed: int = 0
+    batch_size: int = 16
+    samples_per_prompt: int = 4
+    per_tag: int = geneval_mini.PER_TAG
+    samples_per_class: int = 10
+    pope_images: int = pope_mini.N_IMAGES
+    caption_images: int = caption_mini.N_IMAGES
+    answer_tokens: int = 6
+    caption_tokens: int = 32
+    heldout_shapes: int = 32
+    resolution: int | None = None
+
+
+@dataclass
+class Loaded:
+    model: torch.nn.Module | None
+    prompter: object | None
+    image_tokenizer: torch.nn.Module
+    resolution: int
+    grid: tuple[int, int]
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load(ckpt: str | Path, image_tokenizer: str | Path | None = None, need_model: bool = True) -> Loaded:
+    """The model (unless `need_model` is False), its prompter, the image tokenizer and the image size."""
+    from showo.tokenizer.model import load_image_tokenizer
+
+    ckpt = Path(ckpt)
+    if not ckpt.exists():
+        raise ShowoError(f"checkpoint not found: {ckpt}")
+    if image_tokenizer is None:
+        image_tokenizer = ckpt / IMAGE_TOKENIZER_DIR if (ckpt / IMAGE_TOKENIZER_DIR).is_dir() else None
+    if image_tokenizer is None and need_model:
+        raise ShowoError(f"{ckpt} has no {IMAGE_TOKENIZER_DIR}/: pass the image tokenizer explicitly")
+    device = _device()
+    tokenizer = load_image_tokenizer(image_tokenizer or ckpt).to(device).eval()
+    if not need_model:
+        return Loaded(None, None, tokenizer, 0, (0, 0))
+    from showo.model import ShowO
+
+    model = ShowO.from_pretrained(ckpt).to(device).eval()
+    side = math.isqrt(model.config.num_image_tokens)
+    if side * side != model.config.num_image_tokens:
+        raise ShowoError(f"{ckpt}: {model.config.num_image_tokens} image tokens is not a square grid")
+    return Loaded(model, model.prompter(), tokenizer, side * tokenizer.downsample_factor, (side, side))
+
+
+def _batches(items: Sequence, size: int) -> list[Sequence]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+@torch.no_grad()
+def generate_images(loaded: Loaded, prompts: Sequence[str], settings: SuiteSettings) -> list[Image.Image]:
+    """Text-to-image for each prompt with the recorded settings, one seeded generator for the run."""
+    from showo.sampling import maskgit
+    from showo.sampling.images import decode_codes, to_pil
+
+    generator = torch.Generator(device=_device()).manual_seed(settings.seed)
+    out: list[Image.Image] = []
+    for batch in tqdm(_batches(list(prompts), settings.batch_size), desc="generate", leave=False):
+        codes = maskgit.generate(
+            loaded.model,
+            loaded.prompter,
+            batch,
+            steps=settings.steps,
+            guidance=settings.guidance,
+            schedule=settings.schedule,
+            temperature=settings.temperature,
+            generator=generator,
+        )
+        out.extend(to_pil(decode_codes(loaded.image_tokenizer, codes, loaded.grid)))
+    return out
+
+
+@torch.no_grad()
+def answer(
+    loaded: Loaded,
+    images: Sequence[Image.Image],
+    questions: Sequence[str],
+    max_new_tokens: int,
+    batch_size: int,
+) -> list[str]:
+    """Greedy answers to one question per image."""
+    from showo.sampling import understand
+    from showo.tokenizer.transform import showo_transform
+
+    out: list[str] = []
+    pairs = list(zip(images, questions))
+    for batch in tqdm(_batches(pairs, batch_size), desc="answer", leave=False):
+        pixels = torch.stack([showo_transform(image, loaded.resolution)[0] for image, _ in batch])
+        codes = loaded.image_tokenizer.encode(pixels.to(_device()))
+        image_ids = codes + loaded.model.vocab.image_offset
+        out.extend(
+            understand.decode(
+                loaded.model, loaded.prompter, image_ids, [q for _, q in batch], max_new_tokens=max_new_tokens
+            )
+        )
+    return out
+
+
+def _geneval(loaded: Loaded, settings: SuiteSettings) -> tuple[dict, list[Image.Image]]:
+    specs = [
+        s for s in geneval_mini.prompt_specs(settings.per_tag) for _ in range(settings.samples_per_prompt)
+    ]
+    images = generate_images(loaded, [s.prompt for s in specs], settings)
+    return geneval_mini.score(images, specs), images
+
+
+def _digits(loaded: Loaded, settings: SuiteSettings) -> tuple[dict, list[Image.Image]]:
+    labels = [label for label in range(10) for _ in range(settings.samples_per_class)]
+    images = generate_images(loaded, [digits.CLASS_NAMES[label] for label in labels], settings)
+    predicted = default_classifier().predict(images)
+    per_class = {
+        digits.CLASS_NAMES[c]: float(
+            (predicted[[i for i, label in enumerate(labels) if label == c]] == c).mean()
+        )
+        for c in range(10)
+    }
+    accuracy = float((predicted == np.asarray(labels)).mean())
+    return {"accuracy": accuracy, "per_class": per_class, "n": len(labels)}, images
+
+
+def _pope(loaded: Loaded, settings: SuiteSettings) -> dict:
+    results = {}
+    for split in pope_mini.SPLITS:
+        qs = pope_mini.questions(split, settings.pope_images)
+        images = [pope_mini.image(q.image_index, loaded.resolution) for q in qs]
+        answers = answer(
+            loaded, images, [q.question for q in qs], settings.answer_tokens, settings.batch_size
+        )
+        results[split] = pope_mini.score(answers, qs)
+        results[split]["examples"] = [[q.question, a] for q, a in list(zip(qs, answers))[:5]]
+    results["accuracy"] = sum(results[s]["accuracy"] for s in pope_mini.SPLITS) / len(pope_mini.SPLITS)
+    results["f1"] = sum(results[s]["f1"] for s in pope_mini.SPLITS) / len(pope_mini.SPLITS)
+    return results
+
+
+def _caption(loaded: Loaded, settings: SuiteSettings) -> dict:
+    items = caption_mini.items(settings.caption_images)
+    images = [caption_mini.image(item, loaded.resolution) for item in items]
+    captions = answer(
+        loaded, images, [caption_mini.PROMPT] * len(items), settings.caption_tokens, settings.batch_size
+    )
+    result = caption_mini.score(captions, [item.scene for item in items])
+    result["examples"] = [[shapes.caption(i.scene), c] for i, c in list(zip(items, captions))[:8]]
+    return result
+
+
+def _tokenizer(loaded: Loaded, settings: SuiteSettings) -> dict:
+    resolution = settings.resolution or loaded.resolution or 64
+    held = [
+        (f"shapes-{i}", shapes.render(s, resolution))
+        for i, s in enumerate(shapes.scenes("heldout", settings.heldout_shapes))
+    ]
+    return {
+        "photos": reconstruction_scores(loaded.image_tokenizer, photos.photos("heldout"), resolution),
+        "shapes": reconstruction_scores(loaded.image_tokenizer, held, resolution),
+    }
+
+
+def run_suite(
+    ckpt: str | Path,
+    name: str,
+    out: str | Path | None = None,
+    settings: SuiteSettings | None = None,
+    image_tokenizer: str | Path | None = None,
+    sheet: str | Path | None = None,
+) -> dict:
+    """Run suite `name` on `ckpt`; write the result JSON to `out` and generations to `sheet` (PNG) if given."""
+    if name not in SUITES:
+        raise ShowoError(f"unknown eval suite {name!r}; expected one of {', '.join(SUITES)}")
+    settings = settings or SuiteSettings()
+    torch.manual_seed(settings.seed)
+    started = time.time()
+    loaded = load(ckpt, image_tokenizer, need_model=name != "tokenizer")
+    if settings.resolution and loaded.model is not None and settings.resolution != loaded.resolution:
+        raise ShowoError(f"resolution {settings.resolution} does not match the model's {loaded.resolution}")
+    images: list[Image.Image] = []
+    if name == "geneval-mini":
+        scores, images = _geneval(loaded, settings)
+    elif name == "digits":
+        scores, images = _digits(loaded, settings)
+    elif name == "pope-mini":
+        scores = _pope(loaded, settings)
+    elif name == "caption-mini":
+        scores = _caption(loaded, settings)
+    else:
+        scores = _tokenizer(loaded, settings)
+    result = {
+        "suite": name,
+        "ckpt": str(ckpt),
+        "settings": asdict(settings) | {"resolution": settings.resolution or loaded.resolution or 64},
+        "image_tokenizer": loaded.image_tokenizer.identity(),
+        "scores": scores,
+        "seconds": round(time.time() - started, 2),
+        "machine": f"{platform.machine()} {platform.system()} torch {torch.__version__} {_device().type}",
+    }
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(result, indent=2))
+    if sheet is not None and images:
+        from showo.sampling.images import make_grid
+
+        Path(sheet).parent.mkdir(parents=True, exist_ok=True)
+        ncol = settings.samples_per_prompt if name == "geneval-mini" else settings.samples_per_class
+        make_grid(images, ncol=ncol).save(sheet, format="PNG")
+    return result
