@@ -19,13 +19,7 @@ from typing import Any
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import (
-    ConfigKeyError,
-    InterpolationResolutionError,
-    MissingMandatoryValue,
-    OmegaConfBaseException,
-    ValidationError,
-)
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from showo.errors import ShowoError
 from showo.recipe.schema import TASKS, ShowoRecipe
@@ -51,15 +45,16 @@ def load_recipe(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Any:
         cfg = _merge(cfg, layer, source)
     for item in overrides:
         cfg = _merge(cfg, _parse_override(item), f"override {item!r}")
-    missing = sorted(OmegaConf.missing_keys(cfg))
+    try:
+        missing = sorted(OmegaConf.missing_keys(cfg))
+        recipe = None if missing else OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None)
+        raise ShowoError(f"{path}: {key + ': ' if key else ''}{_first_line(err)}") from None
+    except ShowoError as err:  # a schema class validating itself in __post_init__
+        raise ShowoError(f"{path}: {err}") from None
     if missing:
         raise ShowoError(f"{path}: missing required value(s): {', '.join(missing)}")
-    try:
-        recipe = OmegaConf.to_object(cfg)
-    except InterpolationResolutionError as err:
-        raise ShowoError(f"{path}: {_first_line(err)}") from None
-    except ShowoError as err:
-        raise ShowoError(f"{path}: {err}") from None
     if isinstance(recipe, ShowoRecipe):
         _check_streams(recipe, path)
         if recipe.model.text_tokenizer is None:
@@ -168,6 +163,8 @@ def _parse_override(item: str) -> dict:
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")) or " " in key:
         raise ShowoError(f"bad override {item!r}: expected key=value, e.g. optim.lr=1e-4")
+    if key in ("base", "kind"):
+        raise ShowoError(f"bad override {item!r}: {key} is read from the recipe files, not overridden")
     try:
         parsed = OmegaConf.to_container(OmegaConf.from_dotlist([f"{key}={value}"]), resolve=False)
     except (yaml.YAMLError, OmegaConfBaseException) as err:
@@ -185,7 +182,7 @@ def _merge(cfg: DictConfig, layer: dict, source: str) -> DictConfig:
         raise ShowoError(f"{source}: {_unknown_key_message(err)}") from None
     except ValidationError as err:
         raise ShowoError(f"{source}: {_type_message(err)}") from None
-    except (MissingMandatoryValue, OmegaConfBaseException) as err:
+    except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None)
         raise ShowoError(f"{source}: {key + ': ' if key else ''}{_first_line(err)}") from None
 

@@ -148,6 +148,9 @@ CASES = [
     ),
     ("override-wrong-type", lambda d: d, ["optim.max_steps=abc"], ["optim.max_steps", "expected int"]),
     ("missing-base", lambda d: _set(d, "base", "nowhere.yaml"), [], ["not found", "nowhere.yaml", "base of"]),
+    ("override-base", lambda d: d, ["base=other.yaml"], ["bad override 'base=other.yaml'"]),
+    ("bad-interpolation", lambda d: _set(d, "init_from", "${run.nope}"), [], ["init_from", "run.nope"]),
+    ("override-bad-value", lambda d: d, ["run.name=${oops"], ["bad override 'run.name=${oops'"]),
 ]
 
 
