@@ -72,12 +72,9 @@ def test_build_then_inspect_decodes_with_the_manifest_tokenizer(capsys, tmp_path
 
 
 def test_inspect_refuses_another_tokenizer(capsys, tmp_path, shapes_shards):
-    from showo.tokenizer.config import TokenizerConfig
-    from showo.tokenizer.model import ImageTokenizer
+    from tests.fixtures.tokenizer import build_tiny_image_tokenizer
 
-    config = TokenizerConfig(ch=8, ch_mult=[1, 2, 2], num_res_blocks=[1, 1, 1], decoder_ch_mult=[1, 2, 2],
-                             decoder_num_res_blocks=[1, 1, 1], z_channels=8, resolution=64, norm_groups=8)  # fmt: skip
-    other = ImageTokenizer(config).save_pretrained(tmp_path / "other")
+    other = build_tiny_image_tokenizer(seed=1).save_pretrained(tmp_path / "other")
     code, _, err = cli(
         capsys, "inspect", str(shapes_shards), "--grid", str(tmp_path / "g.png"), "--tokenizer", str(other)
     )
