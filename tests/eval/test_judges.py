@@ -110,3 +110,15 @@ def test_digits_classifier_scores_wrong_intents_as_wrong(classifier):
         classifier.accuracy([blank], [1, 2])
     with pytest.raises(ShowoError):
         classifier.predict_arrays(np.zeros((2, 4, 4)))
+
+
+def test_validation_report_is_one_json_line(capsys):
+    import json
+
+    from showo.eval import validate
+
+    assert validate.main(["20"]) == 0
+    report = json.loads(capsys.readouterr().out.strip())
+    assert set(report["shapes_detector_scene_accuracy"]) == set(validate.DEGRADATIONS)
+    assert report["shapes_detector_scene_accuracy"]["clean"] == 1.0
+    assert report["digits_classifier_accuracy"]["heldout_8x8"] >= 0.95
