@@ -29,13 +29,19 @@ def checkpoint_name(step: int) -> str:
     return f"step-{step:08d}.ckpt"
 
 
+def _model_states_file(path: Path) -> Path | None:
+    """Rank 0's DeepSpeed model states (ZeRO-1/2: `mp_rank_00_...`, ZeRO-3: `zero_pp_rank_0_mp_rank_00_...`)."""
+    for name in ("mp_rank_00_model_states.pt", "zero_pp_rank_0_mp_rank_00_model_states.pt"):
+        if (path / DEEPSPEED_TAG / name).is_file():
+            return path / DEEPSPEED_TAG / name
+    return None
+
+
 def is_complete(path: Path) -> bool:
     """A renamed-into-place checkpoint: a non-empty file, or a DeepSpeed dir with its model states."""
     if path.is_file():
         return path.stat().st_size > 0
-    return (path / DEEPSPEED_TAG / "mp_rank_00_model_states.pt").is_file() or any(
-        (path / DEEPSPEED_TAG).glob("*model_states.pt")
-    )
+    return path.is_dir() and _model_states_file(path) is not None
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
@@ -142,9 +148,9 @@ def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """The non-weight entries of a checkpoint (hyper-parameters, Show-o metadata, loop state)."""
     path = Path(path)
-    file = path / DEEPSPEED_TAG / "mp_rank_00_model_states.pt" if path.is_dir() else path
-    if not file.is_file():
-        raise ShowoError(f"{path} is not a checkpoint (no {file.name})")
+    file = _model_states_file(path) if path.is_dir() else path
+    if file is None or not file.is_file():
+        raise ShowoError(f"{path} is not a checkpoint (no file, no DeepSpeed model states)")
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001  (torch raises many types for a corrupt file)
