@@ -15,7 +15,7 @@ import types
 import typing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -24,6 +24,9 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 from showo.errors import ShowoError
 from showo.recipe.schema import TASKS, ShowoRecipe
 
+if TYPE_CHECKING:
+    from showo.tokenizer.config import TokenizerRecipe
+
 KINDS: dict[str, str] = {
     "showo": "showo.recipe.schema:ShowoRecipe",
     "tokenizer": "showo.tokenizer.config:TokenizerRecipe",
@@ -31,7 +34,7 @@ KINDS: dict[str, str] = {
 """Recipe kind -> schema class, imported lazily (the tokenizer schema lives with the tokenizer)."""
 
 
-def load_recipe(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Any:
+def load_recipe(path: str | os.PathLike, overrides: Sequence[str] = ()) -> ShowoRecipe | TokenizerRecipe:
     """Load, merge, type-check and validate a recipe; returns a `ShowoRecipe` or `TokenizerRecipe` object.
 
     Every other path inside a recipe is relative to the working directory; only `base:` is resolved
