@@ -50,6 +50,7 @@ def test_dockerfile_base_is_cuda_and_torch_is_pinned_in_range(pyproject):
 
     assert version in SpecifierSet(torch_dep.removeprefix("torch"))
     runs = " ".join(a for op, a in ins if op == "RUN")
+    assert "python3.11 -m venv" in runs  # the Python the suite is tested on (pyproject requires >= 3.11)
     assert '"torch==${TORCH_VERSION}"' in runs
     assert "pip install ." in runs
     assert any(d.startswith("deepspeed") for d in pyproject["project"]["dependencies"])
