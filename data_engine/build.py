@@ -106,7 +106,7 @@ class Builder:
         )
         self.rank, self.world_size = partition(options.rank, options.world_size)
         self.captioner: Captioner = make_captioner(
-            options.recaptioner, options.caption_prompt, options.caption_max_tokens
+            options.recaptioner, options.caption_prompt, options.caption_max_tokens, options.device
         )
         self.tokenizer = self._load_tokenizer()
         if self.captioner.needs_template and not self.source.has_templates:

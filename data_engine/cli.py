@@ -29,8 +29,13 @@ def _add_build(subparsers) -> None:
     p.add_argument(
         "--resolution", type=int, default=256, help="square side in pixels (256 -> 16x16 codes at f=16)"
     )
-    p.add_argument("--recaptioner", default="keep", help="keep | template | hf:PATH (default: keep)")
-    p.add_argument("--caption-prompt", help="text prompt for hf: captioners that take one")
+    p.add_argument(
+        "--recaptioner", default="keep", help="keep | template | hf:PATH | showo:PATH (default: keep)"
+    )
+    p.add_argument(
+        "--caption-prompt",
+        help="prompt: the question for showo: (default 'Describe the image.'), text for hf: models that take one",
+    )
     p.add_argument("--caption-max-tokens", type=int, default=48)
     p.add_argument(
         "--shard-size", type=int, default=1000, help="inputs per shard (wds: one shard per input tar)"

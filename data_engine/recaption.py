@@ -1,7 +1,9 @@
 """Pluggable captioners: what text goes into `txt`, and what is recorded in `captions.json`.
 
 `keep` uses the source caption, `template` the exact caption that embedded/class data knows, `hf:PATH` a
-local transformers image-to-text model (batched, greedy, so reruns give the same text). Show-o's caption
+local transformers image-to-text model, `showo:PATH` a trained Show-o checkpoint describing the images
+itself (its own image tokenizer and resolution, KV-cached understanding decode). All run batched and
+greedy, so reruns give the same text. Show-o's caption
 policies (first sentence half the time, prefix stripping) are training-time options, not applied here.
 """
 
@@ -16,7 +18,8 @@ from PIL import Image
 
 from showo.errors import ShowoError
 
-KINDS = ("keep", "template", "hf:PATH")
+KINDS = ("keep", "template", "hf:PATH", "showo:PATH")
+SHOWO_DEFAULT_PROMPT = "Describe the image."
 
 
 class Captioner:
@@ -88,6 +91,41 @@ class HFCaptioner(Captioner):
         return [text.strip() for text in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
 
 
+class ShowoCaptioner(Captioner):
+    """`showo:PATH`: a Show-o checkpoint directory (ours or exported, with its `image_tokenizer/`) answers
+    `prompt` about each original image, encoded with the checkpoint's own tokenizer at its resolution."""
+
+    needs_caption = False
+    needs_rgb = True
+
+    def __init__(
+        self, path: str, prompt: str | None = None, max_new_tokens: int = 48, device: str | None = None
+    ):
+        from showo.sampling.pipeline import load_pipeline
+
+        self.pipe = load_pipeline(path, device=None if device in (None, "auto") else device)
+        self.prompt = prompt or SHOWO_DEFAULT_PROMPT
+        self.max_new_tokens = max_new_tokens
+        self.id = f"showo:{Path(path).resolve().name}@{_directory_hash(Path(path))}"
+
+    def recaption(self, images, templates):
+        from showo.sampling import understand
+        from showo.sampling.images import encode_image
+
+        pipe = self.pipe
+        codes = torch.cat(
+            [encode_image(pipe.image_tokenizer, Image.fromarray(f[0]), pipe.resolution)[0] for f in images]
+        )
+        return understand.decode(
+            pipe.model,
+            pipe.prompter,
+            pipe.model.vocab.codes_to_ids(codes),
+            [self.prompt] * len(images),
+            max_new_tokens=self.max_new_tokens,
+            temperature=0.0,
+        )
+
+
 def _directory_hash(directory: Path) -> str:
     """Config and weights identify the captioner; recorded next to every recaption it wrote."""
     digest = hashlib.sha256()
@@ -100,12 +138,16 @@ def _directory_hash(directory: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-def make_captioner(spec: str, prompt: str | None = None, max_new_tokens: int = 48) -> Captioner:
-    """Parse `--recaptioner`: keep | template | hf:PATH."""
+def make_captioner(
+    spec: str, prompt: str | None = None, max_new_tokens: int = 48, device: str | None = None
+) -> Captioner:
+    """Parse `--recaptioner`: keep | template | hf:PATH | showo:PATH."""
     if spec == "keep":
         return Captioner()
     if spec == "template":
         return TemplateCaptioner()
     if spec.startswith("hf:") and len(spec) > 3:
         return HFCaptioner(spec[3:], prompt, max_new_tokens)
+    if spec.startswith("showo:") and len(spec) > 6:
+        return ShowoCaptioner(spec[6:], prompt, max_new_tokens, device)
     raise ShowoError(f"unknown recaptioner {spec!r}; expected one of {', '.join(KINDS)}")

@@ -2,6 +2,7 @@
 processor and tokenizer: the shard text equals what transformers' own generate gives for the image."""
 
 import pytest
+import torch
 import webdataset as wds
 from PIL import Image
 
@@ -118,3 +119,48 @@ def test_hf_recaptioner_needs_a_model_directory(tmp_path, shards_tokenizer_dir):
                 recaptioner=f"hf:{tmp_path}",
             )
         )
+
+
+def test_showo_recaptioner_matches_the_understanding_decode(tmp_path, shards_tokenizer_dir, tiny_showo):
+    from showo.sampling import understand
+    from showo.sampling.images import encode_image
+    from showo.sampling.pipeline import load_pipeline
+    from tests.fixtures.tokenizer import build_tiny_image_tokenizer
+
+    ckpt = tiny_showo.save_pretrained(tmp_path / "ckpt")
+    bits = tiny_showo.config.codebook_size.bit_length() - 1
+    build_tiny_image_tokenizer(seed=3, z_channels=bits).save_pretrained(ckpt / "image_tokenizer")
+    src = tmp_path / "src"
+    src.mkdir()
+    names = ["a.jpg", "b.jpg"]
+    for i, name in enumerate(names):
+        (src / name).write_bytes(corpus.jpeg_bytes(corpus.gradient(seed=10 + i)))
+    options = BuildOptions(
+        source=f"pairs:{src}", out=str(tmp_path / "out"), tokenizer=str(shards_tokenizer_dir), resolution=64,
+        recaptioner=f"showo:{ckpt}", caption_prompt="What is shown?", caption_max_tokens=5, workers=0,
+        progress=False, threads=1,
+    )  # fmt: skip
+    report = build(options)
+
+    pipe = load_pipeline(ckpt, device="cpu")
+    images = [Image.open(src / n).convert("RGB") for n in names]
+    codes = torch.cat([encode_image(pipe.image_tokenizer, image, pipe.resolution)[0] for image in images])
+    expected = understand.decode(
+        pipe.model,
+        pipe.prompter,
+        pipe.model.vocab.codes_to_ids(codes),
+        ["What is shown?"] * 2,
+        max_new_tokens=5,
+    )
+    written = {
+        s["json"]["source"]: s
+        for s in wds.WebDataset(str(tmp_path / "out" / "src-000000.tar"), shardshuffle=False).decode()
+    }
+    assert report["written"] == sum(1 for text in expected if text)
+    for name, text in zip(names, expected):
+        if text:
+            (entry,) = written[name]["captions.json"]["recaptions"]
+            assert written[name]["txt"] == text == entry["text"]
+            assert entry["prompt"] == "What is shown?" and entry["captioner"].startswith("showo:ckpt@")
+        else:
+            assert name not in written and report["rejected_by_reason"]["empty_recaption"] >= 1
