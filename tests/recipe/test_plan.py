@@ -120,3 +120,30 @@ def test_plan_errors_exit_2(tiny_recipe, tmp_path, capsys):
     assert "tokenizer directory not found" in err and len(err.strip().splitlines()) == 1
     assert main(["recipe", "plan", str(tiny_recipe), f"model.llm={tmp_path}", "--text-vocab-size", "5"]) == 2
     assert "config.json" in capsys.readouterr().err
+
+
+def test_llm_config_gives_the_same_count_as_a_config_file(tiny_recipe, tiny_llm, capsys):
+    from_dir = _plan(capsys, str(tiny_recipe))
+    arch = "{" + ", ".join(f"{k}: {v}" for k, v in {**TINY_PHI, "partial_rotary_factor": 0.5}.items()) + "}"
+    from_config = _plan(
+        capsys,
+        str(tiny_recipe),
+        "model.llm=null",
+        f"model.llm_config={arch}",
+        f"model.text_tokenizer={tiny_llm}",
+    )
+    assert from_config["parameters"] == from_dir["parameters"]
+
+
+def test_each_zero_stage_holds_no_more_than_the_one_before(tiny_recipe, capsys):
+    per_gpu = [
+        _plan(
+            capsys,
+            str(tiny_recipe),
+            "trainer.strategy.name=deepspeed",
+            f"trainer.strategy.zero_stage={stage}",
+            "trainer.devices=8",
+        )["gpu_bytes_per_gpu"]
+        for stage in (0, 1, 2, 3)
+    ]
+    assert per_gpu == sorted(per_gpu, reverse=True) and per_gpu[0] > per_gpu[3]
