@@ -14,6 +14,7 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from showo.data.datamodule import ShowoDataModule
+from showo.data.shards import expand_shards
 from showo.recipe import save_recipe
 from showo.recipe.schema import ShowoRecipe
 from showo.training.checkpoint import AtomicCheckpoint, find_resume
@@ -38,6 +39,9 @@ def fit(recipe: ShowoRecipe) -> Path:
     pl.seed_everything(recipe.run.seed, workers=True, verbose=False)
     if resume is not None:
         recipe.init_from = None  # the checkpoint carries the weights
+    for task, stream in recipe.data.streams.items():  # fail on a missing shard before loading any weights
+        if stream is not None:
+            expand_shards(stream.shards, f"data.streams.{task}.shards")
     model = build_model(recipe)
     max_frames = recipe.data.streams["mixed"].max_frames if recipe.data.streams.get("mixed") else 1
     datamodule = ShowoDataModule(

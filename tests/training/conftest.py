@@ -21,6 +21,7 @@ N_TOKENS = TINY_GRID[0] * TINY_GRID[1]
 COLORS = ["red", "green", "blue", "yellow"]
 SHAPES = ["circle", "square", "triangle", "star"]
 DIGITS = ["zero", "one", "two", "three"]
+BASELINE_STEPS = 10
 
 
 def scene_codes(index: int) -> np.ndarray:
@@ -51,7 +52,7 @@ def _meta(task: str, **extra) -> dict:
 
 @pytest.fixture(scope="session")
 def shards(tmp_path_factory) -> dict[str, str]:
-    """Glob per shard set: image_text (t2i/mmu), class (c2i), lm, instruct, mixed; 4 shards of 6 samples."""
+    """Glob per shard set: image_text (t2i/mmu; also at 32x32 codes), class (c2i), lm, instruct, mixed; 4 shards of 6."""
     root = tmp_path_factory.mktemp("shards")
     sets: dict[str, list[dict]] = {"image_text": [], "class": [], "lm": [], "instruct": [], "mixed": []}
     for i in range(24):
@@ -108,6 +109,10 @@ def shards(tmp_path_factory) -> dict[str, str]:
                 "json": _meta("mixed", frame_captions=[caption, f"the {shape} moves"]),
             }
         )
+    sets["image_text_32"] = [
+        {**s, "codes.npy": np.tile(s["codes.npy"], 4), "json": _meta("image_text", grid=[32, 32])}
+        for s in sets["image_text"]
+    ]
     for name, samples in sets.items():
         write_shards(root / name, name, samples, per_shard=6)
     return {name: str(root / name / "*.tar") for name in sets}
@@ -226,3 +231,34 @@ def scalars(run_dir: Path, tag: str) -> dict[int, float]:
         if tag in acc.Tags()["scalars"]:
             out.update({e.step: e.value for e in acc.Scalars(tag)})
     return out
+
+
+@pytest.fixture(scope="session")
+def baseline(tmp_path_factory, tiny_llm_dir, image_tokenizer_dir, shards):
+    """An uninterrupted run: BASELINE_STEPS steps, checkpoints every 3, previews every 5."""
+    tmp = tmp_path_factory.mktemp("baseline")
+    recipe = recipe_dict(
+        tmp,
+        tiny_llm_dir,
+        image_tokenizer_dir,
+        shards,
+        **{
+            "optim.max_steps": BASELINE_STEPS,
+            "trainer.checkpoint_every": 3,
+            "trainer.sample_every": 5,
+            "trainer.sample": {
+                "prompts": ["a red circle", "a blue star"],
+                "steps": 3,
+                "seed": 1,
+                "caption_images": 2,
+            },
+        },
+    )
+    path = write_recipe(tmp / "recipe.yaml", recipe)
+    proc = run_train(path)
+    return {
+        "recipe": path,
+        "dict": recipe,
+        "run_dir": tmp / "runs" / "tiny",
+        "stdout": proc.stdout + proc.stderr,
+    }

@@ -16,36 +16,8 @@ import torch
 
 from showo.cli import main
 from showo.training.checkpoint import list_checkpoints
-from tests.training.conftest import REPO, recipe_dict, run_train, scalars, write_recipe
-
-STEPS = 10
-SAMPLE = {"prompts": ["a red circle", "a blue star"], "steps": 3, "seed": 1, "caption_images": 2}
-
-
-@pytest.fixture(scope="session")
-def baseline(tmp_path_factory, tiny_llm_dir, image_tokenizer_dir, shards):
-    """An uninterrupted run: STEPS steps, checkpoints every 3, previews every 5."""
-    tmp = tmp_path_factory.mktemp("baseline")
-    recipe = recipe_dict(
-        tmp,
-        tiny_llm_dir,
-        image_tokenizer_dir,
-        shards,
-        **{
-            "optim.max_steps": STEPS,
-            "trainer.checkpoint_every": 3,
-            "trainer.sample_every": 5,
-            "trainer.sample": SAMPLE,
-        },
-    )
-    path = write_recipe(tmp / "recipe.yaml", recipe)
-    proc = run_train(path)
-    return {
-        "recipe": path,
-        "dict": recipe,
-        "run_dir": tmp / "runs" / "tiny",
-        "stdout": proc.stdout + proc.stderr,
-    }
+from tests.training.conftest import BASELINE_STEPS as STEPS
+from tests.training.conftest import REPO, scalars, write_recipe
 
 
 def test_training_lowers_the_loss_and_logs_every_stream(baseline):
@@ -137,3 +109,18 @@ def test_export_writes_a_loadable_model_with_the_checkpoint_weights(baseline, tm
     for key, value in model.llm.state_dict().items():
         assert torch.equal(value, state[f"model.llm.{key}"]), key
     assert load_image_tokenizer(out / "image_tokenizer").codebook_size == 256
+
+
+def test_init_from_loads_the_previous_stage_weights_exactly(baseline):
+    from showo.recipe import load_recipe
+    from showo.training.init import build_model
+
+    recipe = load_recipe(baseline["recipe"], [f"init_from={baseline['run_dir']}"])
+    model = build_model(recipe)
+    state = torch.load(list_checkpoints(baseline["run_dir"])[-1], weights_only=True)["state_dict"]
+    fresh = build_model(load_recipe(baseline["recipe"]))
+    changed = 0
+    for key, value in model.llm.state_dict().items():
+        assert torch.equal(value, state[f"model.llm.{key}"]), key
+        changed += not torch.equal(value, fresh.llm.state_dict()[key])
+    assert changed > 10  # the baseline run moved the weights away from a fresh build

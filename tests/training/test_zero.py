@@ -18,10 +18,18 @@ STEPS = 6
 
 @pytest.mark.parametrize("stage", [2, 3])
 def test_two_process_zero_run_learns_and_exports(stage, tmp_path, tiny_llm_dir, image_tokenizer_dir, shards):
-    recipe = recipe_dict(tmp_path, tiny_llm_dir, image_tokenizer_dir, shards, **{
-        "optim.max_steps": STEPS, "trainer.devices": 2, "trainer.checkpoint_every": STEPS,
-        "trainer.strategy": {"name": "deepspeed", "zero_stage": stage},
-    })
+    recipe = recipe_dict(
+        tmp_path,
+        tiny_llm_dir,
+        image_tokenizer_dir,
+        shards,
+        **{
+            "optim.max_steps": STEPS,
+            "trainer.devices": 2,
+            "trainer.checkpoint_every": STEPS,
+            "trainer.strategy": {"name": "deepspeed", "zero_stage": stage},
+        },
+    )
     run_train(write_recipe(tmp_path / "recipe.yaml", recipe), nproc=2)
     run_dir = tmp_path / "runs" / "tiny"
     loss = scalars(run_dir, "train/loss")
@@ -29,7 +37,9 @@ def test_two_process_zero_run_learns_and_exports(stage, tmp_path, tiny_llm_dir, 
     assert np.mean([loss[4], loss[5]]) < np.mean([loss[1], loss[2]]) - 0.3
     assert len(scalars(run_dir, "train/grad_norm")) == STEPS  # read from the DeepSpeed engine
     (ckpt,) = list_checkpoints(run_dir)
-    assert ckpt.is_dir() and len(list((ckpt / "checkpoint").glob("*optim_states.pt"))) == 2  # one shard per rank
+    assert (
+        ckpt.is_dir() and len(list((ckpt / "checkpoint").glob("*optim_states.pt"))) == 2
+    )  # one shard per rank
 
     out = tmp_path / "export"
     assert main(["export", "--ckpt", str(ckpt), "--out", str(out)]) == 0
