@@ -214,7 +214,13 @@ class Builder:
             total=total, unit="img", desc=f"showo-data {self.name}", disable=not o.progress, file=sys.stderr
         )
         states: dict[int, _UnitState] = {}
-        writer = BackgroundWriter(on_done=lambda record: None)
+        written: list[str] = []
+
+        def shard_done(record: dict) -> None:
+            written.append(record["shard"])
+            bar.set_postfix(shards=f"{len(written)}/{len(todo)}", refresh=False)
+
+        writer = BackgroundWriter(on_done=shard_done)
         try:
             for item in loader:
                 if isinstance(item, UnitEnd):

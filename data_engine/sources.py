@@ -8,7 +8,6 @@ objects: DataLoader workers call `samples(unit, resolution)` and read the bytes 
 
 from __future__ import annotations
 
-import functools
 import glob
 import json
 import re
@@ -230,6 +229,10 @@ class WdsSource(Source):
         return len(self.tars)
 
     def units(self, shard_size: int, limit: int | None = None) -> list[Unit]:
+        if limit is not None:
+            raise ShowoError(
+                "--limit does not apply to wds: sources (one shard per input tar): narrow the glob"
+            )
         return [Unit(i, 0, 0, path) for i, path in enumerate(self.tars)]
 
     def samples(self, unit: Unit, resolution: int) -> Iterator[RawSample]:
@@ -442,7 +445,14 @@ class EmbeddedSource(Source):
 
         self.name, self.split = name, check_split(split)
         self.spec = f"embedded:{name}?split={split}"
-        self.count = count if count is not None else self._natural_count()
+        self.documents: list[str] = []
+        if name == "text":
+            from showo.embedded import text
+
+            self.documents = text.documents(split)
+        natural = self._natural_count()
+        infinite = name in EMBEDDED_DEFAULT_COUNT  # the shapes world is generated: any count works
+        self.count = natural if count is None else count if infinite else min(count, natural)
 
     def _natural_count(self) -> int:
         if self.name in EMBEDDED_DEFAULT_COUNT:
@@ -455,9 +465,7 @@ class EmbeddedSource(Source):
             from showo.embedded import photos
 
             return len(photos.names(self.split))
-        from showo.embedded import text
-
-        return len(text.documents(self.split))
+        return len(self.documents)
 
     def __len__(self) -> int:
         return self.count
@@ -548,14 +556,8 @@ class EmbeddedSource(Source):
             0, f"photos:{name}", "image_text", images=[photos.load(name)], caption=text, template=text
         )
 
-    @functools.cache  # noqa: B019 - one source object per build, the cache lives as long as it
-    def _documents(self) -> list[str]:
-        from showo.embedded import text
-
-        return text.documents(self.split)
-
     def _text(self, index: int, resolution: int) -> RawSample:
-        document = self._documents()[index]
+        document = self.documents[index]
         return RawSample(0, f"pydoc:{self.split}:{index}", "lm", caption=document)
 
 

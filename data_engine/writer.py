@@ -14,6 +14,7 @@ import os
 import queue
 import signal
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from numpy.lib import format as npy_format
 
 RECORDS_DIR = "records"
 FAILPOINT_ENV = "SHOWO_DATA_FAILPOINT"
+_FAILPOINT_PASSES: Counter[str] = Counter()
 
 
 def failpoint(name: str) -> None:
@@ -32,9 +34,8 @@ def failpoint(name: str) -> None:
     spec = os.environ.get(FAILPOINT_ENV)
     if not spec or spec.partition(":")[0] != name:
         return
-    counts = failpoint.__dict__.setdefault("counts", {})
-    counts[name] = counts.get(name, 0) + 1
-    if counts[name] >= int(spec.partition(":")[2] or 1):
+    _FAILPOINT_PASSES[name] += 1
+    if _FAILPOINT_PASSES[name] >= int(spec.partition(":")[2] or 1):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
