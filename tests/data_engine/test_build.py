@@ -180,3 +180,13 @@ def test_tampered_shard_is_rebuilt(tmp_path, shards_tokenizer_dir):
     shard.write_bytes(original[:1024])
     run("embedded:shapes", tmp_path / "out", shards_tokenizer_dir, limit=8, shard_size=4)
     assert shard.read_bytes() == original
+
+
+def test_worker_count_does_not_change_the_bytes(tmp_path, shards_tokenizer_dir):
+    corpus.write_pairs(tmp_path / "src")
+    run(f"pairs:{tmp_path / 'src'}", tmp_path / "w0", shards_tokenizer_dir, shard_size=3, workers=0)
+    run(f"pairs:{tmp_path / 'src'}", tmp_path / "w2", shards_tokenizer_dir, shard_size=3, workers=2)
+    names = sorted(p.name for p in (tmp_path / "w0").glob("*.tar"))
+    assert len(names) == 5 and names == sorted(p.name for p in (tmp_path / "w2").glob("*.tar"))
+    for name in [*names, "manifest.jsonl", "dropped.jsonl"]:
+        assert (tmp_path / "w0" / name).read_bytes() == (tmp_path / "w2" / name).read_bytes()
