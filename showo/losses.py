@@ -7,8 +7,9 @@ Batch forms accepted by ``showo_loss``:
 2. per task: ``logits`` and ``labels`` are dicts ``task -> tensor`` (rows of one task share a length, tasks
    may differ, e.g. multi-frame ``mixed``) and ``layout`` is None.
 
-Per-task rule (each a token mean over that task's whole sub-batch, cross-entropy over the full vocabulary,
-computed in float32 on the labelled positions only):
+Per-task rule (each a token mean over that task's whole sub-batch, cross-entropy over the full vocabulary in
+float32). Every task's labels are first turned into targets aligned to the logit position that predicts
+them, so one dense cross-entropy call covers the whole batch (as cheap as a plain causal-LM loss):
 
 - ``t2i`` / ``c2i`` with the MTP objective: positions ``M+1 ..`` (SOI, the N image positions, EOI) with NO
   shift; SOI and EOI carry identity targets, so a row contributes #masked + 2 targets (official).
@@ -42,49 +43,51 @@ TASKS = MTP_TASKS + NTP_TASKS + ALIGNED_TASKS
 OFFICIAL_COEFFS = {"t2i": 1.0, "lm": 0.1, "mmu": 1.0}
 
 
-def token_ce(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sum of CE over labelled positions, number of labelled positions)."""
-    valid = labels != IGNORE
-    count = valid.sum()
-    picked = logits[valid].float()
-    return F.cross_entropy(picked, labels[valid], reduction="sum"), count
-
-
-def task_terms(
-    task: str,
-    logits: torch.Tensor,
-    labels: torch.Tensor,
-    max_text_len: int | None = None,
-    image_objective: str = "mtp",
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(CE sum, target count) of one task's rows under the rule in the module docstring."""
+def aligned_targets(
+    task: str, labels: torch.Tensor, max_text_len: int | None = None, image_objective: str = "mtp"
+) -> torch.Tensor:
+    """Targets placed at the logit position that predicts them (-100 elsewhere), per the module rules."""
+    out = torch.full_like(labels, IGNORE)
     if task in MTP_TASKS:
         if max_text_len is None:
             raise ShowoError(f"the {task} loss needs max_text_len (M) to find the image slice")
         start = max_text_len + 1
         if image_objective == "mtp":
-            return token_ce(logits[:, start:], labels[:, start:])
-        if image_objective == "ar":
-            return token_ce(logits[:, start:-1], labels[:, start + 1 :])
-        raise ShowoError(f"image objective must be 'mtp' or 'ar', got {image_objective!r}")
-    if task in NTP_TASKS:
-        return token_ce(logits[:, :-1], labels[:, 1:])
-    if task in ALIGNED_TASKS:
-        return token_ce(logits, labels)
-    raise ShowoError(f"unknown loss task {task!r}; expected one of {', '.join(TASKS)}")
+            out[:, start:] = labels[:, start:]
+        elif image_objective == "ar":
+            out[:, start:-1] = labels[:, start + 1 :]
+        else:
+            raise ShowoError(f"image objective must be 'mtp' or 'ar', got {image_objective!r}")
+    elif task in NTP_TASKS:
+        out[:, :-1] = labels[:, 1:]
+    elif task in ALIGNED_TASKS:
+        out.copy_(labels)
+    else:
+        raise ShowoError(f"unknown loss task {task!r}; expected one of {', '.join(TASKS)}")
+    return out
 
 
-def _split(
+def _ce_rows(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-row sums of token cross-entropy (float32, full vocabulary; -100 ignored). One dense kernel call."""
+    flat = logits.reshape(-1, logits.shape[-1])
+    ce = F.cross_entropy(
+        flat if flat.dtype == torch.float32 else flat.float(), targets.reshape(-1), reduction="none"
+    )
+    return ce.view(targets.shape).sum(-1)
+
+
+def _groups(
     logits: torch.Tensor | Mapping[str, torch.Tensor],
     labels: torch.Tensor | Mapping[str, torch.Tensor],
     layout: Mapping[str, int] | None,
-) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+) -> list[tuple[torch.Tensor, torch.Tensor, list[tuple[str, int, int]]]]:
+    """[(logits, labels, [(task, first row, row count), ...]), ...]: one group per logits tensor."""
     if layout is None:
         if not isinstance(logits, Mapping) or not isinstance(labels, Mapping):
             raise ShowoError("without a layout, logits and labels must be dicts of per-task tensors")
         if logits.keys() != labels.keys():
             raise ShowoError(f"logits tasks {sorted(logits)} differ from labels tasks {sorted(labels)}")
-        return [(t, logits[t], labels[t]) for t in logits]
+        return [(logits[t], labels[t], [(t, 0, logits[t].shape[0])]) for t in logits]
     if isinstance(logits, Mapping) or isinstance(labels, Mapping):
         raise ShowoError("with a layout, logits and labels must be single concatenated tensors")
     total = sum(layout.values())
@@ -92,13 +95,13 @@ def _split(
         raise ShowoError(
             f"layout has {total} rows but the batch has {logits.shape[0]} logits, {labels.shape[0]} labels"
         )
-    parts, row = [], 0
+    spans, row = [], 0
     for task, n in layout.items():
         if n < 0:
             raise ShowoError(f"layout row count for {task} is negative ({n})")
-        parts.append((task, logits[row : row + n], labels[row : row + n]))
+        spans.append((task, row, n))
         row += n
-    return parts
+    return [(logits, labels, spans)]
 
 
 def showo_loss(
@@ -115,18 +118,29 @@ def showo_loss(
     out: dict[str, torch.Tensor] = {}
     total: torch.Tensor | None = None
     anchor: torch.Tensor | None = None
-    for task, lg, lb in _split(logits, labels, layout):
+    for lg, lb, spans in _groups(logits, labels, layout):
         if lg.shape[:2] != lb.shape:
-            raise ShowoError(f"{task}: logits {tuple(lg.shape)} do not match labels {tuple(lb.shape)}")
+            raise ShowoError(f"logits {tuple(lg.shape)} do not match labels {tuple(lb.shape)}")
         anchor = lg if anchor is None else anchor
-        if lg.shape[0] == 0:
+        spans = [s for s in spans if s[2] > 0]
+        if not spans:
             continue
-        ce_sum, count = task_terms(task, lg, lb, max_text_len, image_objective)
-        out[f"tokens_{task}"] = count
-        loss_task = ce_sum / count.clamp(min=1)  # 0 without targets; no host sync
-        out[f"loss_{task}"] = loss_task
-        term = coeffs.get(task, 1.0) * loss_task
-        total = term if total is None else total + term
+        targets = torch.cat(
+            [aligned_targets(t, lb[r : r + n], max_text_len, image_objective) for t, r, n in spans]
+        )
+        row_ce = _ce_rows(lg, targets)  # spans cover every row of the group, in order
+        row_count = (targets != IGNORE).sum(-1)
+        first = 0
+        for task, _, n in spans:
+            count = row_count[first : first + n].sum()
+            loss_task = row_ce[first : first + n].sum() / count.clamp(
+                min=1
+            )  # 0 without targets; no host sync
+            out[f"tokens_{task}"] = count
+            out[f"loss_{task}"] = loss_task
+            term = coeffs.get(task, 1.0) * loss_task
+            total = term if total is None else total + term
+            first += n
     if total is None:
         if anchor is None:
             raise ShowoError("the loss got an empty batch")
