@@ -137,9 +137,11 @@ class Builder:
         return tokenizer.to(self._device()).eval()
 
     def _device(self) -> torch.device:
-        """`auto` picks the GPU when there is one; codes are computed in fp32 either way."""
+        """`auto` picks the GPU when there is one (torchrun's LOCAL_RANK-th); codes are computed in fp32."""
         if self.options.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+            if not torch.cuda.is_available():
+                return torch.device("cpu")
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
         try:
             device = torch.device(self.options.device)
         except RuntimeError as err:
