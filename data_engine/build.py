@@ -75,6 +75,21 @@ def partition(rank: int | None, world_size: int | None) -> tuple[int, int]:
     return rank, world_size
 
 
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks the GPU when there is one (torchrun's LOCAL_RANK-th); codes are computed in fp32."""
+    if name == "auto":
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ShowoError(f"unknown --device {name!r}: {err}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ShowoError(f"--device {name} requested but CUDA is not available")
+    return device
+
+
 @dataclass
 class _UnitState:
     """A unit in flight: accepted inputs waiting for a batch, finished samples, dropped inputs."""
@@ -105,8 +120,9 @@ class Builder:
             options.source, image_root=options.image_root, split=options.split, limit=options.limit
         )
         self.rank, self.world_size = partition(options.rank, options.world_size)
+        self.device = resolve_device(options.device)
         self.captioner: Captioner = make_captioner(
-            options.recaptioner, options.caption_prompt, options.caption_max_tokens, options.device
+            options.recaptioner, options.caption_prompt, options.caption_max_tokens, self.device
         )
         self.tokenizer = self._load_tokenizer()
         if self.captioner.needs_template and not self.source.has_templates:
@@ -134,21 +150,7 @@ class Builder:
                 f"codebook of {tokenizer.codebook_size} codes does not fit the uint16 code format"
             )
         self.grid = [resolution // factor, resolution // factor]
-        return tokenizer.to(self._device()).eval()
-
-    def _device(self) -> torch.device:
-        """`auto` picks the GPU when there is one (torchrun's LOCAL_RANK-th); codes are computed in fp32."""
-        if self.options.device == "auto":
-            if not torch.cuda.is_available():
-                return torch.device("cpu")
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
-        try:
-            device = torch.device(self.options.device)
-        except RuntimeError as err:
-            raise ShowoError(f"unknown --device {self.options.device!r}: {err}") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ShowoError(f"--device {self.options.device} requested but CUDA is not available")
-        return device
+        return tokenizer.to(self.device).eval()
 
     def settings(self) -> dict:
         """What shard bytes depend on; a rerun must match it exactly (checked against build.json)."""

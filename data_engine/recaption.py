@@ -59,14 +59,21 @@ class HFCaptioner(Captioner):
     needs_caption = False
     needs_rgb = True
 
-    def __init__(self, path: str, prompt: str | None = None, max_new_tokens: int = 48):
+    def __init__(
+        self,
+        path: str,
+        prompt: str | None = None,
+        max_new_tokens: int = 48,
+        device: torch.device | None = None,
+    ):
         directory = Path(path)
         if not (directory / "config.json").is_file():
             raise ShowoError(f"hf captioner {path} is not a transformers model directory (no config.json)")
         from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
 
         try:
-            self.model = AutoModelForImageTextToText.from_pretrained(directory).eval()
+            self.device = device or torch.device("cpu")
+            self.model = AutoModelForImageTextToText.from_pretrained(directory).to(self.device).eval()
             self.tokenizer = AutoTokenizer.from_pretrained(directory)
             self.processor = AutoProcessor.from_pretrained(directory) if prompt else None
             self.image_processor = None if prompt else AutoImageProcessor.from_pretrained(directory)
@@ -82,6 +89,7 @@ class HFCaptioner(Captioner):
             inputs = self.processor(images=pictures, text=[self.prompt] * len(pictures), return_tensors="pt")
         else:
             inputs = self.image_processor(images=pictures, return_tensors="pt")
+        inputs = inputs.to(self.device)
         with torch.inference_mode():
             out = self.model.generate(
                 **inputs, max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1
@@ -99,11 +107,15 @@ class ShowoCaptioner(Captioner):
     needs_rgb = True
 
     def __init__(
-        self, path: str, prompt: str | None = None, max_new_tokens: int = 48, device: str | None = None
+        self,
+        path: str,
+        prompt: str | None = None,
+        max_new_tokens: int = 48,
+        device: torch.device | None = None,
     ):
         from showo.sampling.pipeline import load_pipeline
 
-        self.pipe = load_pipeline(path, device=None if device in (None, "auto") else device)
+        self.pipe = load_pipeline(path, device=None if device is None else str(device))
         self.prompt = prompt or SHOWO_DEFAULT_PROMPT
         self.max_new_tokens = max_new_tokens
         self.id = f"showo:{Path(path).resolve().name}@{_directory_hash(Path(path))}"
@@ -139,7 +151,7 @@ def _directory_hash(directory: Path) -> str:
 
 
 def make_captioner(
-    spec: str, prompt: str | None = None, max_new_tokens: int = 48, device: str | None = None
+    spec: str, prompt: str | None = None, max_new_tokens: int = 48, device: torch.device | None = None
 ) -> Captioner:
     """Parse `--recaptioner`: keep | template | hf:PATH | showo:PATH."""
     if spec == "keep":
@@ -147,7 +159,7 @@ def make_captioner(
     if spec == "template":
         return TemplateCaptioner()
     if spec.startswith("hf:") and len(spec) > 3:
-        return HFCaptioner(spec[3:], prompt, max_new_tokens)
+        return HFCaptioner(spec[3:], prompt, max_new_tokens, device)
     if spec.startswith("showo:") and len(spec) > 6:
         return ShowoCaptioner(spec[6:], prompt, max_new_tokens, device)
     raise ShowoError(f"unknown recaptioner {spec!r}; expected one of {', '.join(KINDS)}")
