@@ -51,8 +51,9 @@ def dumps_npy(array: np.ndarray) -> bytes:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write to `<path>.tmp`, flush to disk, then rename over `path` (readers never see a partial file)."""
-    tmp = path.with_name(path.name + ".tmp")
+    """Write to a temporary name, flush to disk, then rename over `path` (readers never see a partial file).
+    The temporary name carries the process id: partitions finishing together may write the same file."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as handle:
         handle.write(data)
         handle.flush()
