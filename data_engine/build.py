@@ -132,6 +132,8 @@ class Builder:
         self.name = self.source.default_name if options.name is None else options.name
         self.out = Path(options.out)
         self.units = self.source.units(options.shard_size, options.limit)
+        if not self.units:
+            raise ShowoError(f"source {self.source.spec} holds no inputs")
         self.paths = [self.out / f"{self.name}-{u.index:06d}.tar" for u in self.units]
 
     def _load_tokenizer(self):

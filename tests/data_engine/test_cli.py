@@ -38,6 +38,13 @@ def test_bad_build_input_is_one_line_and_exit_2(capsys, tmp_path, shards_tokeniz
     assert err.count("\n") == 1 and err.startswith("showo-data: error: ") and message in err
 
 
+def test_empty_source_is_an_error(capsys, tmp_path, shards_tokenizer_dir):
+    (tmp_path / "empty").mkdir()
+    argv = ["build", "--source", f"pairs:{tmp_path / 'empty'}", "--out", str(tmp_path / "o"), "--tokenizer"]
+    code, _, err = cli(capsys, *argv, str(shards_tokenizer_dir))
+    assert code == 2 and "holds no inputs" in err
+
+
 def test_usage_errors_exit_2(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["build", "--out", "x"])
