@@ -21,6 +21,7 @@ from showo.tokenizer.transform import showo_transform
 MISSING_CAPTION = "missing_caption"
 CAPTION_TOO_LONG = "caption_too_long"
 NO_TEMPLATE = "no_template_caption"
+UNEXPECTED = "unexpected_error"  # counted like any reason, so a systematic failure shows in report.json
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ def _sha1_of_images(images: list[Image.Image]) -> str:
     return digest.hexdigest()
 
 
-def prepare(raw: RawSample, unit: int, options: PrepareOptions, trusted_pixels: bool) -> Prepared:
+def prepare(raw: RawSample, unit: int, options: PrepareOptions) -> Prepared:
     """Turn one raw input into transformed pixels plus metadata; every failure becomes a reject."""
     out = Prepared(
         unit, raw.position, raw.source, raw.task, caption=raw.caption, template=raw.template, meta=raw.meta
@@ -84,10 +85,8 @@ def prepare(raw: RawSample, unit: int, options: PrepareOptions, trusted_pixels: 
             out.sha1 = hashlib.sha1(raw.data).hexdigest()
             images = [decode_image(raw.data, min_size=options.min_size, max_pixels=options.max_pixels)]
         elif raw.images is not None:
-            images = [img.convert("RGB") for img in raw.images]
+            images = [img.convert("RGB") for img in raw.images]  # generated data: no size filter
             out.sha1 = _sha1_of_images(images)
-            if not trusted_pixels and min(images[0].size) < options.min_size:
-                raise Reject("too_small", f"{images[0].size} is below {options.min_size} px")
         else:
             out.sha1 = hashlib.sha1((raw.caption or "").encode("utf-8")).hexdigest()
             return out
@@ -99,6 +98,9 @@ def prepare(raw: RawSample, unit: int, options: PrepareOptions, trusted_pixels: 
             out.rgb = [np.asarray(img) for img in images]
     except Reject as reject:
         out.reject = (reject.reason, reject.detail)
+        out.meta = {}
+    except Exception as err:  # noqa: BLE001 - one odd input must not stop a billion-image build
+        out.reject = (UNEXPECTED, f"{type(err).__name__}: {err}")
         out.meta = {}
     return out
 
@@ -127,7 +129,7 @@ class PrepareDataset(IterableDataset):
         for unit in mine:
             count = 0
             for raw in self.source.samples(unit, self.options.resolution):
-                yield prepare(raw, unit.index, self.options, self.source.trusted_pixels)
+                yield prepare(raw, unit.index, self.options)
                 count += 1
             yield UnitEnd(unit.index, count)
 

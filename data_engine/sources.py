@@ -70,7 +70,6 @@ class Source:
     """Base class: `units` cuts the ordered inputs, `samples` yields one unit's inputs in order."""
 
     kind = ""
-    trusted_pixels = False
     has_templates = False
 
     def __init__(self, path: str, default_name: str):
@@ -434,7 +433,6 @@ class EmbeddedSource(Source):
     generator is the original, so nothing is upsampled). Its captions are exact (`template`)."""
 
     kind = "embedded"
-    trusted_pixels = True
     has_templates = True
 
     def __init__(self, name: str, split: str = "train", count: int | None = None):

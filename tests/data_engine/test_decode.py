@@ -100,3 +100,13 @@ def test_valid_jpeg_matches_plain_pillow():
 )
 def test_member_names(name, safe):
     assert safe_member_name(name) == safe
+
+
+def test_unexpected_errors_become_recorded_rejects():
+    from data_engine.prepare import PrepareOptions, prepare
+    from data_engine.sources import RawSample
+
+    odd = RawSample(0, "odd", "image_text", images=[object()], caption="x")
+    out = prepare(odd, 0, PrepareOptions(resolution=64))
+    assert out.reject[0] == "unexpected_error" and "AttributeError" in out.reject[1]
+    assert out.pixels is None
