@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -116,6 +117,10 @@ class Builder:
             )
         if options.shard_size < 1 or options.batch_size < 1:
             raise ShowoError("--shard-size and --batch-size must be positive")
+        if options.max_pixels is not None and not 0 < options.max_pixels <= Image.MAX_IMAGE_PIXELS:
+            raise ShowoError(
+                f"--max-pixels must be in 1..{Image.MAX_IMAGE_PIXELS} (Pillow's decompression-bomb limit)"
+            )
         self.source: Source = open_source(
             options.source, image_root=options.image_root, split=options.split, limit=options.limit
         )

@@ -50,7 +50,9 @@ def _add_build(subparsers) -> None:
     )
     p.add_argument("--min-size", type=int, default=32, help="reject images whose short side is smaller")
     p.add_argument(
-        "--max-pixels", type=int, help="reject images declaring more pixels (default: Pillow's limit)"
+        "--max-pixels",
+        type=int,
+        help="reject images declaring more pixels (default and maximum: Pillow's bomb limit)",
     )
     p.add_argument("--max-caption-chars", type=int, default=8192, help="reject longer source captions")
     p.add_argument("--image-root", help="image directory for jsonl:/llava: sources")

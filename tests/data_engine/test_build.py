@@ -190,3 +190,14 @@ def test_worker_count_does_not_change_the_bytes(tmp_path, shards_tokenizer_dir):
     assert len(names) == 5 and names == sorted(p.name for p in (tmp_path / "w2").glob("*.tar"))
     for name in [*names, "manifest.jsonl", "dropped.jsonl"]:
         assert (tmp_path / "w0" / name).read_bytes() == (tmp_path / "w2" / name).read_bytes()
+
+
+def test_truncated_tar_keeps_what_it_could_read(tmp_path, shards_tokenizer_dir):
+    corpus.write_tar(tmp_path / "whole.tar")
+    data = (tmp_path / "whole.tar").read_bytes()
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "cut-0000.tar").write_bytes(data[: len(data) // 2 + 100])
+    report = run(f"wds:{tmp_path}/src/*.tar", tmp_path / "out", shards_tokenizer_dir)
+    assert report["rejected_by_reason"]["corrupt_tar"] == 1
+    assert report["written"] >= 1
+    assert report["written"] + report["rejected"] + report["duplicates"] == report["inputs"]
