@@ -215,3 +215,32 @@ def test_bad_task(setup):
     vocab, _ = setup
     with pytest.raises(ShowoError):
         omni_attention_mask(torch.zeros(1, 3, dtype=torch.long), vocab, "nope")
+
+
+def test_flex_block_mask_matches_dense(phi_layout_tokenizer):
+    """The FlexAttention BlockMask (same rule) gives SDPA-with-dense-mask outputs; L = 163 spans two blocks."""
+    import warnings
+
+    from torch.nn.attention.flex_attention import flex_attention
+
+    from showo.attention import omni_block_mask
+
+    vocab = UnifiedVocab.extend_tokenizer(phi_layout_tokenizer, 8192)
+    pr = Prompter(phi_layout_tokenizer, vocab, max_text_len=16, num_image_tokens=144)
+    gen = torch.Generator().manual_seed(5)
+    img = random_images(vocab, 2, 144, gen)
+    cases = {
+        "t2i": pr.t2i_gen(["1 2 3", ""], img),
+        "mmu": pr.mmu(img, ["4 5", "6"])[0],
+        "mixed": pr.mixed([img[:1], img[1:]], [["1 2"], ["3"]])[0],
+        "ar": pr.lm(["1 2 3", "4"])[0],
+    }
+    q, k, v = (torch.randn(2, 2, 163, 8, generator=gen) for _ in range(3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for task, ids in cases.items():
+            got = flex_attention(q, k, v, block_mask=omni_block_mask(ids, vocab, task))
+            ref = torch.nn.functional.scaled_dot_product_attention(
+                q, k, v, attn_mask=omni_attention_mask(ids, vocab, task)
+            )
+            assert torch.allclose(got, ref, atol=1e-5), task

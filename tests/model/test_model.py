@@ -116,30 +116,18 @@ def test_import_showo_is_light():
     assert out.split() == ["False", "False"]
 
 
-def test_flex_block_mask_matches_dense(tiny_showo):
-    """The optional FlexAttention path (eager flex on CPU) gives the dense-mask logits."""
-    import copy
-    import warnings
-
-    from showo.attention import omni_block_mask
-    from showo.model import phi_config
-
-    flex_llm = PhiForCausalLM(phi_config(tiny_showo.llm.config, "flex")).eval()
-    flex_llm.load_state_dict(tiny_showo.llm.state_dict())
-    flex = ShowO(flex_llm, tiny_showo.vocab, copy.deepcopy(tiny_showo.config), tiny_showo.tokenizer)
-    pr = tiny_showo.prompter(max_frames=1)
-    vocab, n = tiny_showo.vocab, tiny_showo.config.num_image_tokens
-    img = vocab.codes_to_ids(
-        torch.randint(0, vocab.codebook_size, (2, n), generator=torch.Generator().manual_seed(4))
-    )
-    cases = {
-        "t2i": pr.t2i_gen(["a red circle", ""], img),
-        "mmu": pr.mmu(img, ["a blue square", "two stars"])[0],
-        "mixed": pr.mixed([img[:1], img[1:]], [["a red circle"], ["a star"]])[0],
-    }
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for task, ids in cases.items():
-            got = flex(ids, omni_block_mask(ids, vocab, task))
-            ref = tiny_showo(ids, omni_attention_mask(ids, vocab, task))
-            assert torch.allclose(got, ref, atol=1e-5), task
+def test_pretrained_phi_without_qk_norm_gets_default_norms(tiny_llm_dir, tmp_path):
+    """Phi-1.5 has no QK-LayerNorm weights: they start at weight 1, bias 0; every other weight is kept."""
+    cfg = PhiConfig.from_pretrained(tiny_llm_dir)
+    cfg.qk_layernorm = False
+    plain = PhiForCausalLM(cfg)
+    plain.save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(tiny_llm_dir).save_pretrained(tmp_path)
+    model = ShowO.build(tmp_path, None, 32, 4, 4)
+    attn = model.llm.model.layers[0].self_attn
+    assert torch.equal(attn.q_layernorm.weight, torch.ones_like(attn.q_layernorm.weight))
+    assert torch.equal(attn.k_layernorm.bias, torch.zeros_like(attn.k_layernorm.bias))
+    own = plain.state_dict()
+    for key, value in model.llm.state_dict().items():
+        if key in own and "embed_tokens" not in key and "lm_head" not in key:
+            assert torch.equal(value, own[key]), key
