@@ -201,3 +201,15 @@ def test_truncated_tar_keeps_what_it_could_read(tmp_path, shards_tokenizer_dir):
     assert report["rejected_by_reason"]["corrupt_tar"] == 1
     assert report["written"] >= 1
     assert report["written"] + report["rejected"] + report["duplicates"] == report["inputs"]
+
+
+def test_tar_members_have_fixed_metadata_and_dotless_keys(shapes_shards):
+    import tarfile
+
+    with tarfile.open(sorted(shapes_shards.glob("*.tar"))[0]) as tar:
+        members = tar.getmembers()
+    assert {(m.mtime, m.uid, m.gid, m.uname, m.gname, m.mode) for m in members} == {
+        (0, 0, 0, "showo", "showo", 0o444)
+    }
+    assert {m.name.split(".", 1)[1] for m in members} == {"codes.npy", "txt", "captions.json", "json"}
+    assert all("." not in m.name.split(".", 1)[0] and "/" not in m.name for m in members)

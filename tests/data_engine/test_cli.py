@@ -29,7 +29,10 @@ def cli(capsys, *argv) -> tuple[int, str, str]:
         (["--source", "embedded:shapes"], "--tokenizer PATH is required"),
         (["--source", "embedded:shapes", "--recaptioner", "magic"], "unknown recaptioner 'magic'"),
         (["--source", "embedded:shapes", "--max-pixels", str(10**12)], "--max-pixels must be in"),
-        (["--source", "embedded:shapes", "--rank", "2", "--world-size", "2"], "rank 2 is not within world size 2"),
+        (
+            ["--source", "embedded:shapes", "--rank", "2", "--world-size", "2"],
+            "rank 2 is not within world size 2",
+        ),
     ],
 )
 def test_bad_build_input_is_one_line_and_exit_2(capsys, tmp_path, shards_tokenizer_dir, argv, message):
