@@ -1,0 +1,82 @@
+"""`showo eval --ckpt DIR --suite NAME [--out results.json]`: one pinned evaluation suite on one model.
+
+The suites' settings are pinned (`showo.eval.suites.SuiteSettings`); an override given here is recorded in
+the result next to everything else that changes a score, so every number can be reproduced.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from showo.eval.suites import SUITES
+
+    parser = subparsers.add_parser("eval", help="run a pinned evaluation suite (scores + settings as JSON)")
+    parser.add_argument(
+        "--ckpt",
+        required=True,
+        help="exported model dir (showo export); a tokenizer dir for --suite tokenizer",
+    )
+    parser.add_argument("--suite", required=True, help=f"one of: {', '.join(SUITES)}")
+    parser.add_argument("--out", default=None, help="write the result JSON here (default: print it)")
+    parser.add_argument(
+        "--image-tokenizer", default=None, help="image tokenizer dir (default: <ckpt>/image_tokenizer)"
+    )
+    parser.add_argument("--sheet", default=None, help="also write the generated images as a PNG grid")
+    parser.add_argument("--steps", type=int, default=None, help="MaskGIT steps (pinned default 12)")
+    parser.add_argument("--guidance", type=float, default=None, help="CFG scale (pinned default 1.5)")
+    parser.add_argument("--temperature", type=float, default=None, help="remasking temperature (pinned 1.0)")
+    parser.add_argument("--seed", type=int, default=None, help="sampler seed (pinned 0)")
+    parser.add_argument("--batch-size", type=int, default=None, help="images per forward batch (pinned 16)")
+    parser.set_defaults(func=run)
+
+
+def settings_from_args(args: argparse.Namespace):
+    """Pinned settings with the given overrides, checked before any model is loaded."""
+    from dataclasses import replace
+
+    from showo.errors import ShowoError
+    from showo.eval.suites import SUITES, SuiteSettings
+    from showo.sampling.maskgit import check_settings
+
+    if args.suite not in SUITES:
+        raise ShowoError(f"unknown eval suite {args.suite!r}; expected one of {', '.join(SUITES)}")
+    changes = {
+        key: value
+        for key in ("steps", "guidance", "temperature", "seed", "batch_size")
+        if (value := getattr(args, key)) is not None
+    }
+    settings = replace(SuiteSettings(), **changes)
+    if settings.batch_size < 1:
+        raise ShowoError(f"--batch-size must be at least 1, got {settings.batch_size}")
+    if settings.temperature < 0:
+        raise ShowoError(f"--temperature must not be negative, got {settings.temperature}")
+    check_settings(settings.steps, settings.guidance, "maskgit")
+    return settings
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from showo.errors import ShowoError
+    from showo.eval.suites import run_suite
+
+    settings = settings_from_args(args)
+    if not Path(args.ckpt).exists():
+        raise ShowoError(f"checkpoint not found: {args.ckpt}")
+    result = run_suite(
+        args.ckpt,
+        args.suite,
+        out=args.out,
+        settings=settings,
+        image_tokenizer=args.image_tokenizer,
+        sheet=args.sheet,
+    )
+    if args.out is None:
+        print(json.dumps(result, indent=2))
+    else:
+        headline = {k: v for k, v in result["scores"].items() if isinstance(v, (int, float))}
+        print(f"{args.suite}: {json.dumps(headline)} -> {args.out}")
+    return 0

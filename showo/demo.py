@@ -1,0 +1,429 @@
+"""`python -m showo.demo` (`make demo`): from nothing to evaluated results on a CPU, offline.
+
+Steps, each reused when its output is already there (so a rerun is quick): build the tiny LLM, train the
+tiny image tokenizer, build shards from the embedded data, run the five tiny stages (each starting from
+the one before), export, run the pinned eval suites, then print a results table, write a PNG sheet
+(generations, an inpainting, an extrapolation, captions) and the TensorBoard command.
+
+Everything runs in this one process (imports are slow on small machines). `--budget smoke` (or
+`SHOWO_DEMO_BUDGET=smoke`) shrinks every budget to a few steps and samples: it checks the orchestration,
+not the model, and is what the test runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from showo.errors import ShowoError
+
+STAGES: tuple[str, ...] = ("stage1", "stage2", "stage3", "stage512", "instruct")
+# shard directory name -> (embedded source kind, resolution); the names the tiny recipes read.
+STREAMS: dict[str, tuple[str, int]] = {
+    "digits-64": ("digits", 64),
+    "shapes-64": ("shapes", 64),
+    "shapes-128": ("shapes", 128),
+    "text": ("text", 64),
+    "shapes-instruct-64": ("shapes-instruct", 64),
+    "shapes-keyframes-64": ("shapes-keyframes", 64),
+}
+# which exported model each suite judges: digits are taught only by the class-conditional stage 1.
+SUITE_MODELS: dict[str, str] = {
+    "digits": "stage1",
+    "geneval-mini": "instruct",
+    "pope-mini": "instruct",
+    "caption-mini": "instruct",
+    "tokenizer": "tokenizer",
+}
+GOALS: dict[str, tuple[str, float]] = {
+    "digits": ("accuracy", 0.8),
+    "geneval-mini": ("overall", 0.6),
+    "pope-mini": ("accuracy", 0.8),
+}
+RECIPE_DIR = Path("recipes/tiny")
+TOKENIZER_RECIPE = Path("recipes/tokenizer/tiny.yaml")
+SHIPPED_PREFIX = "demo_out/"
+
+
+@dataclass
+class Budget:
+    """How much work each step does. `full` is the demo; `smoke` only exercises the orchestration."""
+
+    name: str = "full"
+    llm: dict = field(
+        default_factory=lambda: {"hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4}
+    )
+    llm_vocab: int = 1024
+    tokenizer_overrides: tuple[str, ...] = ()
+    shard_limit: int | None = None
+    stage_overrides: tuple[str, ...] = ()
+    suite_settings: dict = field(default_factory=dict)
+    sheet_steps: int = 12
+    sheet_tokens: int = 32
+
+
+def budget(name: str) -> Budget:
+    if name == "full":
+        return Budget()
+    if name == "smoke":
+        return Budget(
+            name="smoke",
+            llm={"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2},
+            llm_vocab=300,
+            tokenizer_overrides=(
+                "optim.max_steps=2",
+                "optim.warmup_steps=1",
+                "data.batch_size=2",
+                "data.usage_images=4",
+                "data.heldout_crops=1",
+                "trainer.sample_every=0",
+            ),
+            shard_limit=8,
+            stage_overrides=(
+                "optim.max_steps=2",
+                "optim.warmup_steps=1",
+                "trainer.sample_every=0",
+                "trainer.checkpoint_every=2",
+            ),
+            suite_settings={
+                "steps": 2,
+                "per_tag": 1,
+                "samples_per_prompt": 1,
+                "samples_per_class": 1,
+                "pope_images": 2,
+                "caption_images": 2,
+                "answer_tokens": 2,
+                "caption_tokens": 4,
+                "heldout_shapes": 2,
+            },
+            sheet_steps=2,
+            sheet_tokens=4,
+        )
+    raise ShowoError(f"unknown demo budget {name!r}; expected full or smoke")
+
+
+class Progress:
+    """Prints one line per step with its wall time, and keeps the times for the summary."""
+
+    def __init__(self) -> None:
+        self.started = time.time()
+        self.times: dict[str, float] = {}
+
+    def step(self, name: str, work: Callable[[], object], reused: bool) -> object:
+        if reused:
+            print(f"[demo] {name}: reusing existing output", flush=True)
+            self.times[name] = 0.0
+            return None
+        print(f"[demo] {name} ...", flush=True)
+        t0 = time.time()
+        result = work()
+        self.times[name] = round(time.time() - t0, 1)
+        print(f"[demo] {name}: done in {self.times[name]:.1f} s", flush=True)
+        return result
+
+
+def llm_corpus() -> list[str]:
+    """What the tiny BPE and LLM vocabulary are fitted on: pydoc text plus the shapes and digits language."""
+    from showo.embedded import digits, shapes, text
+
+    scenes = list(shapes.scenes("train", 400))
+    lines = [shapes.caption(s) for s in scenes]
+    for i, scene in enumerate(scenes[:200]):
+        lines += [f"USER: \n{q} ASSISTANT: {a}" for q, a in shapes.questions(scene, i)]
+    lines += [f"USER: \n{p} ASSISTANT:" for p in shapes.DESCRIBE_PROMPTS]
+    return text.documents("train") + lines + list(digits.CLASS_NAMES) * 20
+
+
+def _retarget(path: str, out: Path) -> str:
+    return str(out / path[len(SHIPPED_PREFIX) :]) if path.startswith(SHIPPED_PREFIX) else path
+
+
+def stage_recipe(stage: str, out: Path, overrides: tuple[str, ...]):
+    """A tiny recipe with its inputs and run directories moved under `out` (the shipped ones name demo_out/)."""
+    from showo.recipe import load_recipe
+
+    recipe = load_recipe(RECIPE_DIR / f"{stage}.yaml", list(overrides))
+    recipe.run.output_dir = str(out / "runs")
+    recipe.model.llm = _retarget(recipe.model.llm, out)
+    recipe.model.image_tokenizer = _retarget(recipe.model.image_tokenizer, out)
+    if recipe.model.text_tokenizer:
+        recipe.model.text_tokenizer = _retarget(recipe.model.text_tokenizer, out)
+    for stream in recipe.data.streams.values():
+        if stream is not None:
+            stream.shards = [_retarget(p, out) for p in stream.shards]
+    if recipe.init_from:
+        recipe.init_from = str(out / "runs" / Path(recipe.init_from).name)
+    return recipe
+
+
+def stage_finished(recipe) -> bool:
+    from showo.training.checkpoint import list_checkpoints
+
+    found = list_checkpoints(recipe.run_dir) if Path(recipe.run_dir).is_dir() else []
+    if not found:
+        return False
+    digits = "".join(ch for ch in found[-1].name if ch.isdigit())
+    return bool(digits) and int(digits) >= recipe.optim.max_steps
+
+
+class Demo:
+    def __init__(self, out: Path, plan: Budget) -> None:
+        self.out, self.plan, self.progress = out, plan, Progress()
+        self.results: dict[str, dict] = {}
+
+    def run(self) -> dict:
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.build_llm()
+        self.train_tokenizer()
+        for name in STREAMS:
+            self.build_shards(name)
+        for stage in STAGES:
+            self.train(stage)
+        for stage in ("stage1", "instruct"):
+            self.export(stage)
+        for suite, model in SUITE_MODELS.items():
+            self.evaluate(suite, model)
+        self.sheet()
+        summary = self.summary()
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        print(table(summary))
+        print(f"[demo] sheet: {self.out / 'sheet.png'}; results: {self.out / 'summary.json'}")
+        print(f"[demo] TensorBoard: showo tensorboard {self.out / 'runs'}")
+        return summary
+
+    def build_llm(self) -> None:
+        from showo.tiny_llm import build_tiny_llm
+
+        target = self.out / "tiny-llm"
+        done = (target / "config.json").is_file() and (target / "tokenizer.json").is_file()
+        self.progress.step(
+            "tiny LLM",
+            lambda: build_tiny_llm(target, llm_corpus(), vocab_size=self.plan.llm_vocab, **self.plan.llm),
+            done,
+        )
+
+    def train_tokenizer(self) -> None:
+        from showo.recipe import load_recipe
+        from showo.tokenizer.training import fit, reusable_export
+
+        recipe = load_recipe(TOKENIZER_RECIPE, list(self.plan.tokenizer_overrides))
+        recipe.export_dir = str(self.out / "tokenizer")
+        recipe.run.output_dir = str(self.out / "runs")
+        self.progress.step("image tokenizer", lambda: fit(recipe), reusable_export(recipe) is not None)
+
+    def build_shards(self, name: str) -> None:
+        from data_engine.build import BuildOptions, build
+
+        kind, resolution = STREAMS[name]
+        target = self.out / "shards" / name
+        options = BuildOptions(
+            source=f"embedded:{kind}",
+            out=str(target),
+            tokenizer=str(self.out / "tokenizer"),
+            resolution=resolution,
+            name=name,
+            limit=self.plan.shard_limit,
+            workers=0,
+            batch_size=64,
+            device="cpu",
+        )
+        self.progress.step(f"shards {name}", lambda: build(options), (target / "report.json").is_file())
+
+    def train(self, stage: str) -> None:
+        from showo.training import fit
+
+        recipe = stage_recipe(stage, self.out, self.plan.stage_overrides)
+        self.progress.step(f"train {stage}", lambda: fit(recipe), stage_finished(recipe))
+
+    def export(self, stage: str) -> None:
+        from showo.training.export import export
+
+        recipe = stage_recipe(stage, self.out, self.plan.stage_overrides)
+        target = self.out / "models" / stage
+        self.progress.step(
+            f"export {stage}",
+            lambda: export(recipe.run_dir, target, recipe.model.image_tokenizer),
+            (target / "config.json").is_file(),
+        )
+
+    def evaluate(self, suite: str, model: str) -> None:
+        from showo.eval.suites import SuiteSettings, run_suite
+
+        ckpt = self.out / ("tokenizer" if model == "tokenizer" else f"models/{model}")
+        result_path = self.out / "eval" / f"{suite}.json"
+        if result_path.is_file():
+            self.progress.step(f"eval {suite}", lambda: None, reused=True)
+            self.results[suite] = json.loads(result_path.read_text())
+            return
+        settings = replace(SuiteSettings(), **self.plan.suite_settings)
+        sheet = self.out / "eval" / f"{suite}.png"
+        self.results[suite] = self.progress.step(
+            f"eval {suite} ({model})",
+            lambda: run_suite(ckpt, suite, out=result_path, settings=settings, sheet=sheet),
+            False,
+        )
+
+    def sheet(self) -> None:
+        target = self.out / "sheet.png"
+        self.progress.step(
+            "sheet",
+            lambda: write_sheet(
+                self.out / "models" / "instruct",
+                self.out / "eval",
+                target,
+                self.plan.sheet_steps,
+                self.plan.sheet_tokens,
+            ),
+            target.is_file(),
+        )
+
+    def summary(self) -> dict:
+        rows = []
+        for suite, (metric, goal) in GOALS.items():
+            value = self.results[suite]["scores"][metric]
+            rows.append(
+                {"suite": suite, "metric": metric, "value": value, "goal": goal, "met": value >= goal}
+            )
+        extra = {
+            "caption-mini": self.results["caption-mini"]["scores"].get("recall"),
+            "pope-mini f1": self.results["pope-mini"]["scores"].get("f1"),
+            "tokenizer photos psnr": self.results["tokenizer"]["scores"]["photos"].get("psnr"),
+            "tokenizer photos ssim": self.results["tokenizer"]["scores"]["photos"].get("ssim"),
+        }
+        return {
+            "budget": self.plan.name,
+            "goals": rows,
+            "other": extra,
+            "models": SUITE_MODELS,
+            "seconds": self.progress.times,
+            "total_seconds": round(time.time() - self.progress.started, 1),
+        }
+
+
+SHEET_CELL = 96
+
+
+def _labelled(image, text: str):
+    """`image` scaled to a sheet cell with `text` wrapped underneath."""
+    import textwrap
+
+    from PIL import Image, ImageDraw
+
+    cell = Image.new("RGB", (SHEET_CELL, SHEET_CELL + 36), "white")
+    cell.paste(image.convert("RGB").resize((SHEET_CELL, SHEET_CELL), Image.NEAREST), (0, 0))
+    draw = ImageDraw.Draw(cell)
+    for i, line in enumerate(textwrap.wrap(text, 18)[:3]):
+        draw.text((2, SHEET_CELL + 1 + 11 * i), line, fill="black")
+    return cell
+
+
+def write_sheet(
+    model_dir: Path, eval_dir: Path, target: Path, steps: int = 12, tokens: int = 32, samples: int = 4
+) -> Path:
+    """One PNG: the eval generations, an inpainting, an extrapolation and captions of held-out images."""
+    import torch
+    from PIL import Image
+
+    from showo.embedded import shapes
+    from showo.sampling import canvas, understand
+    from showo.sampling.images import decode_codes, encode_image, make_grid, to_pil
+    from showo.sampling.pipeline import load_pipeline
+
+    pipe = load_pipeline(model_dir)
+    side = pipe.grid[0]
+    generator = pipe.generator(0)
+    settings = {"steps": steps, "guidance": 1.5, "generator": generator}
+    scenes = list(shapes.scenes("heldout", samples, start=20_000))
+    images = [shapes.render(s, pipe.resolution) for s in scenes]
+    codes = torch.cat(
+        [encode_image(pipe.image_tokenizer, im, pipe.resolution)[0].view(1, -1) for im in images]
+    )
+    prompts = [shapes.caption(s) for s in scenes]
+    half = torch.zeros(side, side, dtype=torch.bool)
+    half[:, side // 2 :] = True
+    with torch.no_grad():
+        filled = canvas.inpaint(pipe.model, pipe.prompter, prompts, codes, half.flatten(), **settings)
+        grown = canvas.extrapolate(
+            pipe.model, pipe.prompter, prompts, codes.view(-1, side, side), "right", **settings
+        )
+        captions = understand.decode(
+            pipe.model,
+            pipe.prompter,
+            codes + pipe.model.vocab.image_offset,
+            [shapes.DESCRIBE_PROMPTS[0]] * len(images),
+            max_new_tokens=tokens,
+        )
+    inpainted = to_pil(decode_codes(pipe.image_tokenizer, filled, pipe.grid))
+    extended = to_pil(decode_codes(pipe.image_tokenizer, grown.flatten(1), tuple(grown.shape[1:])))
+    rows = []
+    for suite in ("digits", "geneval-mini"):
+        path = eval_dir / f"{suite}.png"
+        if path.is_file():
+            rows.append((f"{suite} generations (eval sheet)", Image.open(path).convert("RGB")))
+    cells = [_labelled(im, f"held-out: {p}") for im, p in zip(images, prompts)]
+    cells += [_labelled(im, "inpainted right half") for im in inpainted]
+    rows.append(("held-out images / inpainting (right half repainted)", make_grid(cells, ncol=samples)))
+    wide = [im.resize((SHEET_CELL * im.width // im.height, SHEET_CELL), Image.NEAREST) for im in extended]
+    rows.append(("extrapolation to the right", make_grid(wide, ncol=samples)))
+    rows.append(
+        (
+            "captions (model)",
+            make_grid([_labelled(im, c or "(empty)") for im, c in zip(images, captions)], samples),
+        )
+    )
+    width = max(image.width for _, image in rows)
+    height = sum(image.height + 16 for _, image in rows)
+    sheet = Image.new("RGB", (width, height), "white")
+    from PIL import ImageDraw
+
+    draw, y = ImageDraw.Draw(sheet), 0
+    for title, image in rows:
+        draw.text((2, y + 2), title, fill="black")
+        sheet.paste(image, (0, y + 16))
+        y += image.height + 16
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(target, format="PNG")
+    return target
+
+
+def table(summary: dict) -> str:
+    lines = ["", f"{'suite':<14} {'metric':<10} {'value':>7} {'goal':>6}  met", "-" * 46]
+    for row in summary["goals"]:
+        met = "yes" if row["met"] else "NO"
+        lines.append(
+            f"{row['suite']:<14} {row['metric']:<10} {row['value']:>7.3f} {row['goal']:>6.2f}  {met}"
+        )
+    for name, value in summary["other"].items():
+        shown = f"{value:.3f}" if isinstance(value, float) else str(value)
+        lines.append(f"{name:<25} {shown:>7}")
+    lines.append(f"total {summary['total_seconds']:.0f} s ({summary['budget']} budget; tiny scale, CPU)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m showo.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="demo_out", help="output directory (default demo_out)")
+    parser.add_argument(
+        "--budget",
+        default=os.environ.get("SHOWO_DEMO_BUDGET", "full"),
+        help="full (the demo) or smoke (a few steps, to check the orchestration)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        Demo(Path(args.out), budget(args.budget)).run()
+    except ShowoError as err:
+        print(f"showo: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
