@@ -144,7 +144,9 @@ class ShowoModule(pl.LightningModule):
             self.log("train/grad_norm", float(engine.get_global_grad_norm()), on_step=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer, scheduler = build_optimizer(self.model, self.recipe.optim)
+        strategy = self.recipe.trainer.strategy
+        offload = strategy.name == "deepspeed" and strategy.offload_optimizer
+        optimizer, scheduler = build_optimizer(self.model, self.recipe.optim, cpu_offload=offload)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -43,11 +43,20 @@ def lr_factor(step: int, warmup_steps: int, max_steps: int, min_lr_ratio: float 
     return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def build_optimizer(model: nn.Module, optim: Any) -> tuple[torch.optim.Optimizer, LambdaLR]:
-    """The torch AdamW (DeepSpeed accepts it; its own fused_adam would need a JIT build) and its schedule."""
-    optimizer = torch.optim.AdamW(
-        param_groups(model, optim.weight_decay), lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps
-    )
+def build_optimizer(
+    model: nn.Module, optim: Any, cpu_offload: bool = False
+) -> tuple[torch.optim.Optimizer, LambdaLR]:
+    """AdamW and its schedule: torch's (DeepSpeed accepts it; its fused_adam would need a JIT build), or
+    DeepSpeed's CPU Adam in AdamW mode when ZeRO-Offload keeps the optimizer states on the CPU."""
+    groups = param_groups(model, optim.weight_decay)
+    if cpu_offload:
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+        optimizer = DeepSpeedCPUAdam(
+            groups, lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps, adamw_mode=True
+        )
+    else:
+        optimizer = torch.optim.AdamW(groups, lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps)
     scheduler = LambdaLR(
         optimizer,
         lambda step: lr_factor(step, optim.warmup_steps, optim.max_steps, optim.min_lr_ratio),

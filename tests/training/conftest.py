@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 import webdataset as wds
 import yaml
+from omegaconf import OmegaConf
 
+from showo.recipe import load_recipe
 from tests.fixtures.model import TINY_CODEBOOK, TINY_GRID, TINY_MAX_TEXT_LEN
 
 REPO = Path(__file__).resolve().parents[2]
@@ -261,4 +263,5 @@ def baseline(tmp_path_factory, tiny_llm_dir, image_tokenizer_dir, shards):
         "dict": recipe,
         "run_dir": tmp / "runs" / "tiny",
         "stdout": proc.stdout + proc.stderr,
+        "loaded": OmegaConf.to_container(OmegaConf.structured(load_recipe(path))),
     }

@@ -41,6 +41,7 @@ def test_training_lowers_the_loss_and_logs_every_stream(baseline):
     assert lr[0] == 0.0 and max(lr.values()) == pytest.approx(3e-3)
     assert "TensorBoard logs in" in baseline["stdout"] and "showo tensorboard" in baseline["stdout"]
     assert (baseline["run_dir"] / "recipe.yaml").is_file()
+    assert "max_steps: 10" in (baseline["run_dir"] / "tensorboard" / "hparams.yaml").read_text()
     assert [p.name for p in list_checkpoints(baseline["run_dir"])] == [
         "step-00000003.ckpt",
         "step-00000006.ckpt",
@@ -104,11 +105,27 @@ def test_export_writes_a_loadable_model_with_the_checkpoint_weights(baseline, tm
 
     out = tmp_path / "export"
     assert main(["export", "--ckpt", str(baseline["run_dir"]), "--out", str(out)]) == 0
+    checkpoint = torch.load(list_checkpoints(baseline["run_dir"])[-1], weights_only=True)
+    assert checkpoint["hyper_parameters"]["recipe"] == baseline["loaded"]  # the resolved recipe
+    assert checkpoint["ShowoDataModule"] == {
+        "seed": 7,
+        "batches": STEPS,
+        "world_size": 1,
+        "samples_seen": {"t2i": 2 * STEPS, "lm": STEPS, "mmu": 2 * STEPS},
+    }
+    assert checkpoint["optimizer_states"] and checkpoint["lr_schedulers"][0]["last_epoch"] == STEPS
     model = ShowO.from_pretrained(out)
     state = torch.load(list_checkpoints(baseline["run_dir"])[-1], weights_only=True)["state_dict"]
     for key, value in model.llm.state_dict().items():
         assert torch.equal(value, state[f"model.llm.{key}"]), key
     assert load_image_tokenizer(out / "image_tokenizer").codebook_size == 256
+    # an exported directory also serves as init_from for the next stage
+    from showo.recipe import load_recipe
+    from showo.training.init import build_model
+
+    chained = build_model(load_recipe(baseline["recipe"], [f"init_from={out}"]))
+    for key, value in chained.llm.state_dict().items():
+        assert torch.equal(value, state[f"model.llm.{key}"]), key
 
 
 def test_init_from_loads_the_previous_stage_weights_exactly(baseline):
@@ -124,3 +141,14 @@ def test_init_from_loads_the_previous_stage_weights_exactly(baseline):
         assert torch.equal(value, state[f"model.llm.{key}"]), key
         changed += not torch.equal(value, fresh.llm.state_dict()[key])
     assert changed > 10  # the baseline run moved the weights away from a fresh build
+
+
+def test_tensorboard_command_serves_the_run_on_localhost_only(baseline, monkeypatch):
+    import showo.commands.tensorboard as tb
+
+    calls = []
+    monkeypatch.setattr(tb.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    assert main(["tensorboard", str(baseline["run_dir"]), "--port", "6123"]) == 0
+    (cmd,) = calls
+    assert cmd[cmd.index("--logdir") + 1] == str(baseline["run_dir"] / "tensorboard")
+    assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and cmd[cmd.index("--port") + 1] == "6123"

@@ -28,6 +28,9 @@ def test_two_process_zero_run_learns_and_exports(stage, tmp_path, tiny_llm_dir, 
             "trainer.devices": 2,
             "trainer.checkpoint_every": STEPS,
             "trainer.strategy": {"name": "deepspeed", "zero_stage": stage},
+            # previews under ZeRO-3: every rank samples (parameters are gathered per forward), rank 0 writes
+            "trainer.sample_every": STEPS if stage == 3 else 0,
+            "trainer.sample": {"prompts": ["a red circle"], "steps": 2, "caption_images": 1},
         },
     )
     run_train(write_recipe(tmp_path / "recipe.yaml", recipe), nproc=2)
@@ -36,6 +39,13 @@ def test_two_process_zero_run_learns_and_exports(stage, tmp_path, tiny_llm_dir, 
     assert sorted(loss) == list(range(STEPS))
     assert np.mean([loss[4], loss[5]]) < np.mean([loss[1], loss[2]]) - 0.3
     assert len(scalars(run_dir, "train/grad_norm")) == STEPS  # read from the DeepSpeed engine
+    if stage == 3:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        (events,) = (run_dir / "tensorboard").glob("events.out.tfevents.*")
+        acc = EventAccumulator(str(events), size_guidance={"images": 0})
+        acc.Reload()
+        assert [i.step for i in acc.Images("samples/t2i")] == [STEPS]
     (ckpt,) = list_checkpoints(run_dir)
     assert (
         ckpt.is_dir() and len(list((ckpt / "checkpoint").glob("*optim_states.pt"))) == 2
