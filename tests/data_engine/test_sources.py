@@ -141,3 +141,32 @@ def test_template_recaptioner_records_the_exact_caption(tmp_path, shards_tokeniz
 def test_bad_source_specs(spec, message):
     with pytest.raises(ShowoError, match=message):
         open_source(spec)
+
+
+def test_training_reader_builds_a_batch_of_every_task_from_our_shards(
+    shapes_shards, digits_shards, text_shards, instruct_shards, keyframe_shards, tiny_showo
+):
+    from showo.data.datamodule import ShowoDataModule
+    from showo.recipe.schema import DataConfig, StreamConfig
+
+    def stream(directory, **kw):
+        return StreamConfig(shards=[str(directory / "*.tar")], batch_size=2, **kw)
+
+    streams = {
+        "t2i": stream(shapes_shards),
+        "c2i": stream(digits_shards),
+        "lm": stream(text_shards),
+        "mmu": stream(shapes_shards, questions=["Describe the image."]),
+        "instruct": stream(instruct_shards),
+        "mixed": stream(keyframe_shards, max_frames=2),
+    }
+    data = DataConfig(resolution=64, num_workers=0, shuffle_buffer=4, streams=streams)
+    module = ShowoDataModule(data, tiny_showo.prompter(0.0, max_frames=2), seed=0, segment_steps=4)
+    batch, _, _ = next(iter(module.train_dataloader()))
+    assert set(batch) == set(streams)
+    vocab = tiny_showo.vocab
+    for task, rows in batch.items():
+        ids = rows["input_ids"]
+        assert ids.shape[0] == 2 and int(ids.max()) < vocab.size, task
+        if task != "lm":
+            assert bool(((ids >= vocab.image_offset) & (ids < vocab.mask_id)).any()), task
