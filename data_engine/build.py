@@ -101,7 +101,7 @@ class _UnitState:
     samples: list[EncodedSample] = field(default_factory=list)
     dropped: list[dict] = field(default_factory=list)
     seen_sha1: dict[str, str] = field(default_factory=dict)
-    seen_codes: dict[bytes, str] = field(default_factory=dict)
+    seen_codes: dict[bytes, tuple[int, str]] = field(default_factory=dict)
     tasks: Counter = field(default_factory=Counter)
     images: int = 0
 
@@ -312,8 +312,8 @@ class Builder:
         key = f"{self.name}-{state.unit.index:06d}-{item.position:06d}"
         drop = {"position": item.position, "source": item.source}
         if codes is not None and self.options.dedup == "codes":
-            first = state.seen_codes.setdefault(codes.tobytes(), item.source)
-            if first != item.source:
+            position, first = state.seen_codes.setdefault(codes.tobytes(), (item.position, item.source))
+            if position != item.position:
                 state.dropped.append({**drop, "reason": "duplicate", "detail": f"codes of {first}"})
                 return
         if recaption is not None and not recaption.strip():
