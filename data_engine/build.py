@@ -164,6 +164,7 @@ class Builder:
         o = self.options
         return {
             "source": self.source.spec,
+            "source_fingerprint": self.source.fingerprint(),
             "name": self.name,
             "shard_size": o.shard_size,
             "limit": o.limit,

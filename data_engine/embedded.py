@@ -59,6 +59,9 @@ class EmbeddedSource(Source):
     def __len__(self) -> int:
         return self.count
 
+    def fingerprint(self) -> str:
+        return f"{self.spec}&count={self.count}"
+
     def samples(self, unit: Unit, resolution: int) -> Iterator[RawSample]:
         make = getattr(self, "_" + self.name.replace("-", "_"))
         for position, index in enumerate(range(unit.start, unit.stop)):

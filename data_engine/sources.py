@@ -10,6 +10,7 @@ objects: DataLoader workers call `samples(unit, resolution)` and read the bytes 
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import re
 import tarfile
@@ -77,6 +78,11 @@ class Source:
     def __len__(self) -> int:
         raise NotImplementedError
 
+    def fingerprint(self) -> str:
+        """What the inputs are (listing and sizes, or the index file's bytes): recorded in build.json so a
+        rerun over changed inputs is refused instead of silently mixing old and new shards."""
+        raise NotImplementedError
+
     def units(self, shard_size: int, limit: int | None = None) -> list[Unit]:
         total = len(self) if limit is None else min(len(self), limit)
         return [
@@ -92,6 +98,22 @@ def sanitize_name(name: str) -> str:
     """A shard/key prefix without dots or path characters (webdataset splits keys at the first dot)."""
     clean = re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")
     return clean or "data"
+
+
+def _digest_listing(root: Path, rels: list[str]) -> str:
+    """Names and sizes of the input files (not their bytes: a listing is cheap at any scale)."""
+    digest = hashlib.sha1()
+    for rel in rels:
+        digest.update(f"{rel}\0{(root / rel).stat().st_size}\n".encode())
+    return digest.hexdigest()
+
+
+def _digest_file(path: Path) -> str:
+    digest = hashlib.sha1()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -149,6 +171,9 @@ class PairsSource(Source):
     def __len__(self) -> int:
         return len(self.files)
 
+    def fingerprint(self) -> str:
+        return _digest_listing(Path(self.path), self.files)
+
     def samples(self, unit: Unit, resolution: int) -> Iterator[RawSample]:
         root = Path(self.path)
         for position, rel in enumerate(self.files[unit.start : unit.stop]):
@@ -190,6 +215,9 @@ class JsonlSource(Source):
     def __len__(self) -> int:
         return len(self.offsets)
 
+    def fingerprint(self) -> str:
+        return _digest_file(Path(self.path))
+
     def samples(self, unit: Unit, resolution: int) -> Iterator[RawSample]:
         lines = list(enumerate(self.offsets))[unit.start : unit.stop]
         for position, (number, record) in enumerate(_read_lines(Path(self.path), lines)):
@@ -223,6 +251,9 @@ class WdsSource(Source):
 
     def __len__(self) -> int:
         return len(self.tars)
+
+    def fingerprint(self) -> str:
+        return _digest_listing(Path.cwd(), [str(Path(t).resolve()) for t in self.tars])
 
     def units(self, shard_size: int, limit: int | None = None) -> list[Unit]:
         if limit is not None:
@@ -324,6 +355,9 @@ class ImageFolderSource(Source):
     def __len__(self) -> int:
         return len(self.files)
 
+    def fingerprint(self) -> str:
+        return _digest_listing(Path(self.path), [rel for _, rel in self.files])
+
     def samples(self, unit: Unit, resolution: int) -> Iterator[RawSample]:
         for position, (label, rel) in enumerate(self.files[unit.start : unit.stop]):
             name = self.classes[label].replace("_", " ")
@@ -350,6 +384,9 @@ class TextSource(Source):
 
     def __len__(self) -> int:
         return len(self.offsets)
+
+    def fingerprint(self) -> str:
+        return _digest_file(Path(self.path))
 
     def samples(self, unit: Unit, resolution: int) -> Iterator[RawSample]:
         lines = list(enumerate(self.offsets))[unit.start : unit.stop]
@@ -395,6 +432,9 @@ class LlavaSource(Source):
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def fingerprint(self) -> str:
+        return _digest_file(Path(self.path))
 
     def samples(self, unit: Unit, resolution: int) -> Iterator[RawSample]:
         for position, item in enumerate(self.items[unit.start : unit.stop]):

@@ -213,3 +213,11 @@ def test_tar_members_have_fixed_metadata_and_dotless_keys(shapes_shards):
     }
     assert {m.name.split(".", 1)[1] for m in members} == {"codes.npy", "txt", "captions.json", "json"}
     assert all("." not in m.name.split(".", 1)[0] and "/" not in m.name for m in members)
+
+
+def test_rerun_over_changed_inputs_is_refused(tmp_path, shards_tokenizer_dir):
+    corpus.write_pairs(tmp_path / "src")
+    run(f"pairs:{tmp_path / 'src'}", tmp_path / "out", shards_tokenizer_dir)
+    (tmp_path / "src" / "late.png").write_bytes(corpus.png_bytes(corpus.gradient(seed=9)))
+    with pytest.raises(ShowoError, match="source_fingerprint"):
+        run(f"pairs:{tmp_path / 'src'}", tmp_path / "out", shards_tokenizer_dir)
