@@ -1,0 +1,79 @@
+"""Lookup-free quantization (LFQ) as in MAGVIT-v2 / Show-o's `LFQuantizer`.
+
+Each latent channel is one bit: z > 0 -> +1, otherwise -1 (zero maps to -1). The code id is the bit
+string read with channel 0 as the most significant bit, so the codebook is implicit; the `embedding`
+([2^d, d] of +-1) and `power_vals` ([d] int64) buffers exist only to match the official state dict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def code_bits(num_bits: int) -> torch.Tensor:
+    """Row k is 2*bits(k)-1 with the most significant bit first: the official `embedding` buffer.
+
+    Built on the CPU even inside a `torch.device("meta")` context (loading builds the model on meta and
+    assigns the checkpoint's tensors; meta arithmetic here would only cost time).
+    """
+    ids = torch.arange(2**num_bits, device="cpu")
+    shifts = torch.arange(num_bits - 1, -1, -1, device="cpu")
+    return ((ids.unsqueeze(1) >> shifts) & 1).float() * 2 - 1
+
+
+def power_values(num_bits: int) -> torch.Tensor:
+    """2^(d-1) ... 2^0 as int64: the official `power_vals` buffer."""
+    return 2 ** torch.arange(num_bits - 1, -1, -1, device="cpu")
+
+
+@dataclass
+class LFQOutput:
+    """Straight-through quantized latents, code ids [B,h,w], and the two auxiliary loss terms (unscaled)."""
+
+    quantized: torch.Tensor
+    indices: torch.Tensor
+    commit_loss: torch.Tensor
+    entropy_loss: torch.Tensor
+
+
+class LFQuantizer(nn.Module):
+    """Sign quantizer with the official commitment and factorised entropy losses."""
+
+    def __init__(self, num_bits: int) -> None:
+        super().__init__()
+        self.num_bits = num_bits
+        self.register_buffer("embedding", code_bits(num_bits))
+        self.register_buffer("power_vals", power_values(num_bits))
+
+    @property
+    def codebook_size(self) -> int:
+        return 2**self.num_bits
+
+    def indices(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents [B,d,h,w] -> code ids [B,h,w] (int64), computed straight from the signs."""
+        return ((z > 0).long() * self.power_vals.view(1, -1, 1, 1)).sum(1)
+
+    def bits(self, indices: torch.Tensor) -> torch.Tensor:
+        """Code ids [B,h,w] -> +-1 latents [B,d,h,w] (the official `get_codebook_entry`)."""
+        return self.embedding[indices].permute(0, 3, 1, 2).contiguous()
+
+    def forward(self, z: torch.Tensor, commit_beta: float = 0.25) -> LFQOutput:
+        """Quantize with a straight-through estimator and compute the official loss terms.
+
+        commit = mean((sg(z_q) - z)^2) + beta * mean((z_q - sg(z))^2). The entropy term treats each bit as a
+        2-way categorical with logits -(z-1)^2, -(z+1)^2, i.e. p(+1) = sigmoid(4z): the mean per-bit entropy
+        minus the entropy of the batch-mean per-bit distribution (low when confident yet balanced).
+        """
+        hard = torch.where(z > 0, 1.0, -1.0).to(z.dtype)
+        quantized = z + (hard - z).detach()
+        commit = F.mse_loss(z, hard) + commit_beta * F.mse_loss(quantized, z.detach())
+        flat = z.float().permute(0, 2, 3, 1).reshape(-1, self.num_bits)
+        log_p, log_q = F.logsigmoid(4 * flat), F.logsigmoid(-4 * flat)
+        per_sample = -(log_p.exp() * log_p + log_q.exp() * log_q).mean()
+        mean_p = log_p.exp().mean(0)
+        batch = -(mean_p * mean_p.clamp_min(1e-12).log() + (1 - mean_p) * (1 - mean_p).clamp_min(1e-12).log())
+        return LFQOutput(quantized, self.indices(z), commit, per_sample - batch.mean())
