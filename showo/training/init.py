@@ -18,7 +18,7 @@ from showo.training.module import METADATA_KEY
 from showo.vocab import UnifiedVocab
 
 
-def build_model(recipe: ShowoRecipe) -> ShowO:
+def build_model(recipe: ShowoRecipe, load_init: bool = True) -> ShowO:
     """A fresh ShowO from `model.llm` (pretrained Phi dir) or `model.llm_config`, plus `init_from` weights."""
     m = recipe.model
     if not Path(m.image_tokenizer).exists():
@@ -27,10 +27,10 @@ def build_model(recipe: ShowoRecipe) -> ShowO:
     model = ShowO.build(
         source, m.text_tokenizer, m.codebook_size, m.num_image_tokens, m.max_text_len, m.attn_implementation
     )
-    if recipe.init_from:
+    if recipe.init_from and load_init:
         load_init_weights(model, recipe.init_from)
     if m.gradient_checkpointing:
-        model.llm.gradient_checkpointing_enable()
+        model.llm.activation_checkpointing_enable()
     return model
 
 

@@ -37,12 +37,10 @@ def fit(recipe: ShowoRecipe) -> Path:
     resume = find_resume(recipe.resume, run_dir)
     accelerator = resolve_accelerator(recipe.trainer.accelerator)
     pl.seed_everything(recipe.run.seed, workers=True, verbose=False)
-    if resume is not None:
-        recipe.init_from = None  # the checkpoint carries the weights
     for task, stream in recipe.data.streams.items():  # fail on a missing shard before loading any weights
         if stream is not None:
             expand_shards(stream.shards, f"data.streams.{task}.shards")
-    model = build_model(recipe)
+    model = build_model(recipe, load_init=resume is None)  # a resumed checkpoint carries the weights
     max_frames = recipe.data.streams["mixed"].max_frames if recipe.data.streams.get("mixed") else 1
     datamodule = ShowoDataModule(
         recipe.data,
