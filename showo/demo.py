@@ -18,7 +18,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from showo.errors import ShowoError
@@ -66,6 +66,14 @@ class Budget:
     suite_settings: dict = field(default_factory=dict)
     sheet_steps: int = 12
     sheet_tokens: int = 32
+    scale: float = 1.0
+
+
+def scaled(optim, scale: float) -> None:
+    """Shrink (or stretch) a recipe's step budget in place: for slower machines, and to measure per-step cost."""
+    if scale != 1.0:
+        optim.max_steps = max(1, round(optim.max_steps * scale))
+        optim.warmup_steps = min(optim.warmup_steps, max(1, round(optim.warmup_steps * scale)))
 
 
 def budget(name: str) -> Budget:
@@ -77,7 +85,7 @@ def budget(name: str) -> Budget:
             llm={"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2},
             llm_vocab=300,
             tokenizer_overrides=(
-                "optim.max_steps=2",
+                "optim.max_steps=1",
                 "optim.warmup_steps=1",
                 "data.batch_size=2",
                 "data.usage_images=4",
@@ -86,10 +94,10 @@ def budget(name: str) -> Budget:
             ),
             shard_limit=8,
             stage_overrides=(
-                "optim.max_steps=2",
+                "optim.max_steps=1",
                 "optim.warmup_steps=1",
                 "trainer.sample_every=0",
-                "trainer.checkpoint_every=2",
+                "trainer.checkpoint_every=1",
             ),
             suite_settings={
                 "steps": 2,
@@ -108,23 +116,35 @@ def budget(name: str) -> Budget:
     raise ShowoError(f"unknown demo budget {name!r}; expected full or smoke")
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (loader workers): comparable across machine loads."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 class Progress:
-    """Prints one line per step with its wall time, and keeps the times for the summary."""
+    """Prints one line per step with its wall and CPU time, and keeps both for the summary.
+
+    On a shared machine wall time says little; CPU seconds / cores bounds what an idle machine would take.
+    """
 
     def __init__(self) -> None:
-        self.started = time.time()
-        self.times: dict[str, float] = {}
+        self.started, self.cpu_started = time.time(), cpu_seconds()
+        self.times: dict[str, dict[str, float]] = {}
 
     def step(self, name: str, work: Callable[[], object], reused: bool) -> object:
         if reused:
             print(f"[demo] {name}: reusing existing output", flush=True)
-            self.times[name] = 0.0
+            self.times[name] = {"wall": 0.0, "cpu": 0.0, "reused": True}
             return None
         print(f"[demo] {name} ...", flush=True)
-        t0 = time.time()
+        t0, c0 = time.time(), cpu_seconds()
         result = work()
-        self.times[name] = round(time.time() - t0, 1)
-        print(f"[demo] {name}: done in {self.times[name]:.1f} s", flush=True)
+        wall, cpu = round(time.time() - t0, 1), round(cpu_seconds() - c0, 1)
+        self.times[name] = {"wall": wall, "cpu": cpu, "reused": False}
+        print(f"[demo] {name}: done in {wall:.1f} s ({cpu:.1f} CPU s)", flush=True)
         return result
 
 
@@ -144,11 +164,12 @@ def _retarget(path: str, out: Path) -> str:
     return str(out / path[len(SHIPPED_PREFIX) :]) if path.startswith(SHIPPED_PREFIX) else path
 
 
-def stage_recipe(stage: str, out: Path, overrides: tuple[str, ...]):
+def stage_recipe(stage: str, out: Path, overrides: tuple[str, ...], scale: float = 1.0):
     """A tiny recipe with its inputs and run directories moved under `out` (the shipped ones name demo_out/)."""
     from showo.recipe import load_recipe
 
     recipe = load_recipe(RECIPE_DIR / f"{stage}.yaml", list(overrides))
+    scaled(recipe.optim, scale)
     recipe.run.output_dir = str(out / "runs")
     recipe.model.llm = _retarget(recipe.model.llm, out)
     recipe.model.image_tokenizer = _retarget(recipe.model.image_tokenizer, out)
@@ -162,14 +183,19 @@ def stage_recipe(stage: str, out: Path, overrides: tuple[str, ...]):
     return recipe
 
 
-def stage_finished(recipe) -> bool:
-    from showo.training.checkpoint import list_checkpoints
-
-    found = list_checkpoints(recipe.run_dir) if Path(recipe.run_dir).is_dir() else []
-    if not found:
+def fresh(target: Path, *sources: Path) -> bool:
+    """`target` exists and is not older than any of `sources` (so a retrained input redoes what follows)."""
+    if not target.is_file():
         return False
-    digits = "".join(ch for ch in found[-1].name if ch.isdigit())
-    return bool(digits) and int(digits) >= recipe.optim.max_steps
+    return all(target.stat().st_mtime_ns >= s.stat().st_mtime_ns for s in sources if s.exists())
+
+
+def stage_finished(recipe) -> bool:
+    """True when the run's last complete checkpoint is at `max_steps` (a shorter one is resumed by `fit`)."""
+    from showo.training.checkpoint import NAME_RE, list_checkpoints
+
+    found = list_checkpoints(recipe.run_dir)
+    return bool(found) and int(NAME_RE.match(found[-1].name).group(1)) >= recipe.optim.max_steps
 
 
 class Demo:
@@ -215,6 +241,7 @@ class Demo:
         from showo.tokenizer.training import fit, reusable_export
 
         recipe = load_recipe(TOKENIZER_RECIPE, list(self.plan.tokenizer_overrides))
+        scaled(recipe.optim, self.plan.scale)
         recipe.export_dir = str(self.out / "tokenizer")
         recipe.run.output_dir = str(self.out / "runs")
         self.progress.step("image tokenizer", lambda: fit(recipe), reusable_export(recipe) is not None)
@@ -235,23 +262,28 @@ class Demo:
             batch_size=64,
             device="cpu",
         )
-        self.progress.step(f"shards {name}", lambda: build(options), (target / "report.json").is_file())
+        self.progress.step(
+            f"shards {name}",
+            lambda: build(options),
+            fresh(target / "report.json", self.out / "tokenizer" / "model.safetensors"),
+        )
 
     def train(self, stage: str) -> None:
         from showo.training import fit
 
-        recipe = stage_recipe(stage, self.out, self.plan.stage_overrides)
+        recipe = stage_recipe(stage, self.out, self.plan.stage_overrides, self.plan.scale)
         self.progress.step(f"train {stage}", lambda: fit(recipe), stage_finished(recipe))
 
     def export(self, stage: str) -> None:
+        from showo.training.checkpoint import list_checkpoints
         from showo.training.export import export
 
-        recipe = stage_recipe(stage, self.out, self.plan.stage_overrides)
+        recipe = stage_recipe(stage, self.out, self.plan.stage_overrides, self.plan.scale)
         target = self.out / "models" / stage
         self.progress.step(
             f"export {stage}",
             lambda: export(recipe.run_dir, target, recipe.model.image_tokenizer),
-            (target / "config.json").is_file(),
+            fresh(target / "config.json", *list_checkpoints(recipe.run_dir)[-1:]),
         )
 
     def evaluate(self, suite: str, model: str) -> None:
@@ -259,11 +291,13 @@ class Demo:
 
         ckpt = self.out / ("tokenizer" if model == "tokenizer" else f"models/{model}")
         result_path = self.out / "eval" / f"{suite}.json"
-        if result_path.is_file():
-            self.progress.step(f"eval {suite}", lambda: None, reused=True)
-            self.results[suite] = json.loads(result_path.read_text())
-            return
         settings = replace(SuiteSettings(), **self.plan.suite_settings)
+        if fresh(result_path, ckpt / "model.safetensors"):
+            saved = json.loads(result_path.read_text())
+            if all(saved["settings"].get(k) == v for k, v in asdict(settings).items() if k != "resolution"):
+                self.progress.step(f"eval {suite}", lambda: None, reused=True)
+                self.results[suite] = saved
+                return
         sheet = self.out / "eval" / f"{suite}.png"
         self.results[suite] = self.progress.step(
             f"eval {suite} ({model})",
@@ -282,7 +316,7 @@ class Demo:
                 self.plan.sheet_steps,
                 self.plan.sheet_tokens,
             ),
-            target.is_file(),
+            fresh(target, self.out / "models" / "instruct" / "model.safetensors"),
         )
 
     def summary(self) -> dict:
@@ -300,11 +334,14 @@ class Demo:
         }
         return {
             "budget": self.plan.name,
+            "scale": self.plan.scale,
             "goals": rows,
             "other": extra,
             "models": SUITE_MODELS,
             "seconds": self.progress.times,
             "total_seconds": round(time.time() - self.progress.started, 1),
+            "total_cpu_seconds": round(cpu_seconds() - self.progress.cpu_started, 1),
+            "cpus": os.cpu_count(),
         }
 
 
@@ -404,7 +441,10 @@ def table(summary: dict) -> str:
     for name, value in summary["other"].items():
         shown = f"{value:.3f}" if isinstance(value, float) else str(value)
         lines.append(f"{name:<25} {shown:>7}")
-    lines.append(f"total {summary['total_seconds']:.0f} s ({summary['budget']} budget; tiny scale, CPU)")
+    lines.append(
+        f"total {summary['total_seconds']:.0f} s wall, {summary['total_cpu_seconds']:.0f} CPU s on "
+        f"{summary['cpus']} cores ({summary['budget']} budget; tiny scale)"
+    )
     return "\n".join(lines)
 
 
@@ -416,9 +456,17 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("SHOWO_DEMO_BUDGET", "full"),
         help="full (the demo) or smoke (a few steps, to check the orchestration)",
     )
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=float(os.environ.get("SHOWO_DEMO_SCALE", "1")),
+        help="multiply every training step budget by this (default 1; e.g. 0.5 on a slow machine)",
+    )
     args = parser.parse_args(argv)
     try:
-        Demo(Path(args.out), budget(args.budget)).run()
+        if not args.scale > 0:
+            raise ShowoError(f"--scale must be positive, got {args.scale}")
+        Demo(Path(args.out), replace(budget(args.budget), scale=args.scale)).run()
     except ShowoError as err:
         print(f"showo: error: {err}", file=sys.stderr)
         return 2
