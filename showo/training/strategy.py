@@ -59,8 +59,10 @@ def resolve_accelerator(name: str) -> str:
         if not torch.cuda.is_available():
             raise ShowoError(f"trainer.accelerator={name} but no CUDA device is visible")
         return "cuda"
-    if name != "cpu":
-        raise ShowoError(f"trainer.accelerator must be auto, cpu or cuda, got {name!r}")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ShowoError("trainer.accelerator=mps but no Apple GPU is available")
+    if name not in ("cpu", "mps"):
+        raise ShowoError(f"trainer.accelerator must be auto, cpu, cuda/gpu or mps, got {name!r}")
     return name
 
 
@@ -82,8 +84,8 @@ def build_strategy(strategy_cfg: Any, accelerator: str, micro_batch_size: int = 
     if name == "ddp":
         return DDPStrategy(process_group_backend=backend)
     stage = int(strategy_cfg.zero_stage)
-    if stage not in (1, 2, 3):
-        raise ShowoError(f"trainer.strategy.zero_stage must be 1, 2 or 3, got {stage}")
+    if stage not in (0, 1, 2, 3):
+        raise ShowoError(f"trainer.strategy.zero_stage must be 0, 1, 2 or 3, got {stage}")
     kwargs: dict[str, Any] = dict(
         stage=stage,
         offload_optimizer=bool(strategy_cfg.offload_optimizer),
