@@ -108,7 +108,9 @@ class TokenizerDataConfig:
     """The embedded training mixture and the fixed evaluation sets."""
 
     resolution: int = 256
-    """Training image side in pixels (tiny: 64 -> 16x16 codes with a 4x tokenizer)."""
+    """Image side in pixels: evaluation images and shapes/digits renders (tiny: 64 -> 16x16 codes)."""
+    crop: int | None = None
+    """Side of the random training crops (null: `resolution`); smaller crops see more images per second."""
     batch_size: int = 8
     """Per-device batch size."""
     weights: dict[str, float] = field(default_factory=lambda: {"photos": 0.7, "shapes": 0.15, "digits": 0.15})
@@ -123,6 +125,10 @@ class TokenizerDataConfig:
     def check(self, key: str) -> None:
         if self.resolution <= 0 or self.batch_size <= 0:
             raise ShowoError(f"{key}.resolution and {key}.batch_size must be positive")
+        if self.crop is not None and not 0 < self.crop <= self.resolution:
+            raise ShowoError(
+                f"{key}.crop must be in 1..{key}.resolution ({self.resolution}), got {self.crop}"
+            )
         if self.num_workers < 0 or self.usage_images <= 0 or self.heldout_crops < 0:
             raise ShowoError(f"{key}.num_workers, usage_images, heldout_crops: negative or zero size")
         sources = ("photos", "shapes", "digits")
@@ -200,11 +206,13 @@ class TokenizerRecipe:
             raise ShowoError("resume must be auto, never or a checkpoint path")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ShowoError(f"max_minutes must be positive, got {self.max_minutes}")
-        if self.data.resolution % self.model.downsample_factor:
-            raise ShowoError(
-                f"data.resolution {self.data.resolution} is not divisible by the tokenizer's downsample factor "
-                f"{self.model.downsample_factor}"
-            )
+        for name in ("resolution", "crop"):
+            side = getattr(self.data, name)
+            if side is not None and side % self.model.downsample_factor:
+                raise ShowoError(
+                    f"data.{name} {side} is not divisible by the tokenizer's downsample factor "
+                    f"{self.model.downsample_factor}"
+                )
         if self.optim.accumulate_grad_batches != 1:
             raise ShowoError(
                 "optim.accumulate_grad_batches must be 1 for tokenizer runs (raise data.batch_size)"

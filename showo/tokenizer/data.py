@@ -1,8 +1,9 @@
 """Training and evaluation images for the tokenizer, drawn from the embedded offline data.
 
-Training is an endless stream of `resolution` px images: random crops of the train photos at random
-zoom levels (from the whole photo down to native pixels) with horizontal flips, shapes scenes and
-digits, mixed by the recipe's weights. Evaluation sets are fixed: the held-out photos through the Show-o
+Training is an endless stream of `crop` px images: random crops of the train photos at random zoom
+levels (from the Show-o transform's scale up to 4x closer) with horizontal flips, and random crops of shapes
+scenes and digits rendered at the tokenizer's `resolution`, mixed by the recipe's weights. Crops smaller
+than the resolution are cheaper per image; the convolutional tokenizer applies to any divisible size. Evaluation sets are fixed: the held-out photos through the Show-o
 transform (plus seeded crops of them), and a seeded sample of the training mixture for codebook usage.
 """
 
@@ -21,23 +22,27 @@ from showo.errors import ShowoError
 from showo.tokenizer.transform import showo_transform, to_pixels
 
 SOURCES: tuple[str, ...] = ("photos", "shapes", "digits")
+MAX_ZOOM = 4.0
 
 
-def random_photo_crop(image: Image.Image, resolution: int, rng: np.random.Generator) -> Image.Image:
-    """A square crop whose side is log-uniform between `resolution` and the short side, bicubic-resized."""
+def random_photo_crop(
+    image: Image.Image, crop: int, resolution: int, rng: np.random.Generator, max_zoom: float = MAX_ZOOM
+) -> Image.Image:
+    """A random `crop` px window of the photo seen at a random zoom, flipped half the time.
+
+    Zoom 1 is the photo as the Show-o transform shows it (short side = `resolution`); the zoom is
+    log-uniform up to `max_zoom` (or native pixels, if sooner), so training sees the evaluation scale
+    as well as closer views.
+    """
     w, h = image.size
     short = min(w, h)
-    side = (
-        short
-        if short <= resolution
-        else int(round(math.exp(rng.uniform(math.log(resolution), math.log(short)))))
-    )
+    top_zoom = max(1.0, min(max_zoom, short / resolution))
+    zoom = math.exp(rng.uniform(0.0, math.log(top_zoom)))
+    side = max(1, min(short, int(round(crop * short / (resolution * zoom)))))
     left = int(rng.integers(0, w - side + 1))
     top = int(rng.integers(0, h - side + 1))
-    crop = image.resize(
-        (resolution, resolution), Image.Resampling.BICUBIC, box=(left, top, left + side, top + side)
-    )
-    return crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else crop
+    window = image.resize((crop, crop), Image.Resampling.BICUBIC, box=(left, top, left + side, top + side))
+    return window.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else window
 
 
 class MixtureImages(IterableDataset):
@@ -46,7 +51,14 @@ class MixtureImages(IterableDataset):
     Each dataloader worker (and each rank) gets its own seed, so streams never repeat one another.
     """
 
-    def __init__(self, resolution: int, weights: dict[str, float], seed: int, split: str = "train") -> None:
+    def __init__(
+        self,
+        resolution: int,
+        weights: dict[str, float],
+        seed: int,
+        split: str = "train",
+        crop: int | None = None,
+    ) -> None:
         unknown = sorted(set(weights) - set(SOURCES))
         if unknown:
             raise ShowoError(
@@ -56,6 +68,9 @@ class MixtureImages(IterableDataset):
         if total <= 0:
             raise ShowoError("tokenizer data weights must include a positive weight")
         self.resolution = resolution
+        self.crop = crop or resolution
+        if self.crop > resolution:
+            raise ShowoError(f"tokenizer training crop {self.crop} exceeds the resolution {resolution}")
         self.names = [k for k in SOURCES if weights.get(k, 0) > 0]
         self.probs = np.array([float(weights[k]) for k in self.names]) / total
         self.seed = seed
@@ -73,15 +88,18 @@ class MixtureImages(IterableDataset):
         self._load()
         source = self.names[int(rng.choice(len(self.names), p=self.probs))]
         if source == "photos":
-            image = random_photo_crop(
-                self._photos[int(rng.integers(len(self._photos)))], self.resolution, rng
-            )
-        elif source == "digits":
+            photo = self._photos[int(rng.integers(len(self._photos)))]
+            return to_pixels(random_photo_crop(photo, self.crop, self.resolution, rng))
+        if source == "digits":
             image = digits.upscale(self._digits[int(rng.integers(len(self._digits)))], self.resolution)
         else:
             index = int(rng.integers(shapes.HELDOUT_SEED_OFFSET))
             image = shapes.render(shapes.sample_scene(shapes.scene_rng(self.split, index)), self.resolution)
-        return to_pixels(image)
+        pixels = to_pixels(image)
+        if self.crop < self.resolution:
+            top, left = (int(v) for v in rng.integers(0, self.resolution - self.crop + 1, size=2))
+            pixels = pixels[:, top : top + self.crop, left : left + self.crop]
+        return pixels
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         info = torch.utils.data.get_worker_info()
@@ -108,6 +126,6 @@ def heldout_photos(
         images.append(showo_transform(image, resolution)[0])
         names.append(name)
         for i in range(crops_per_photo):
-            images.append(to_pixels(random_photo_crop(image, resolution, rng)))
+            images.append(to_pixels(random_photo_crop(image, resolution, resolution, rng)))
             names.append(f"{name}/crop{i}")
     return torch.stack(images), names

@@ -55,7 +55,7 @@ class TokenizerDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         data = self.recipe.data
-        images = MixtureImages(data.resolution, data.weights, self.recipe.run.seed)
+        images = MixtureImages(data.resolution, data.weights, self.recipe.run.seed, crop=data.crop)
         return DataLoader(
             images,
             batch_size=data.batch_size,
