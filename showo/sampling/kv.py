@@ -87,15 +87,8 @@ class FrozenPrefix:
         llm_step(model, ids[:, :start], mask[:, :, :start, :start], positions, cache)
         return cls(model, cache)
 
-    def __call__(
-        self,
-        ids: torch.Tensor,
-        mask: torch.Tensor,
-        positions: torch.Tensor,
-        rows: slice = slice(None),
-        columns: slice = slice(None),
-    ) -> torch.Tensor:
-        """Logits [R, rows, columns] of the suffix `ids` [R,q] (`mask` [R,1,q,start+q] covers every key)."""
+    def __call__(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Final hidden states [R,q,H] of the suffix `ids` [R,q]; `mask` [R,1,q,start+q] covers every key."""
         hidden = hidden_step(self.model, ids, mask, positions, self.cache)
         self.cache.crop(-ids.shape[1])
-        return head(self.model, hidden[:, rows], columns)
+        return hidden

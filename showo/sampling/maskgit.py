@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from showo.attention import omni_attention_mask
 from showo.errors import ShowoError
 from showo.sampling.guidance import cfg_logits
-from showo.sampling.kv import FrozenPrefix, model_dtype
+from showo.sampling.kv import FrozenPrefix, head, model_dtype
 from showo.sampling.remask import mask_by_random_topk, sample_codes
 from showo.sampling.schedules import TEMPERATURE_SCHEDULES, choice_temperature, mask_len
 
@@ -34,7 +34,7 @@ def check_settings(steps: int, guidance: float, temperature_schedule: str) -> No
 
 
 def decode_grid(
-    image_logits: Callable[[torch.Tensor], torch.Tensor],
+    image_logits: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     image_ids: torch.Tensor,
     vocab,
     steps: int,
@@ -47,9 +47,10 @@ def decode_grid(
 ) -> torch.Tensor:
     """The MaskGIT loop over one grid per row; returns raw codes [B,N].
 
-    `image_logits(current)` maps the current unified ids [B,N] to the code logits [R,N,K] at the image
-    positions (vocabulary columns `vocab.image_slice`), R = B, or 2B (conditional rows, then
-    unconditional) when `guidance` > 0.
+    `image_logits(current, select)` gets the current unified ids [B,N] and a bool [R,N] (R = B, or 2B:
+    conditional rows then unconditional ones when `guidance` > 0) marking the still-masked positions, and
+    returns their code logits (vocabulary columns `vocab.image_slice`) as [select.sum(), K] in row-major
+    order. Known positions need no logits: their tokens are kept and never re-masked.
     """
     check_settings(steps, guidance, temperature_schedule)
     batch, num_tokens = image_ids.shape
@@ -60,13 +61,15 @@ def decode_grid(
         unknown = current == vocab.mask_id
         if not unknown.any():
             break
-        logits = image_logits(current).float()
+        logits = image_logits(current, unknown.repeat(2 if guidance > 0 else 1, 1)).float()
         if guidance > 0:
-            logits = cfg_logits(logits[:batch], logits[batch:], guidance)
+            cond, uncond = logits.chunk(2)
+            logits = cfg_logits(cond, uncond, guidance)
         probs = torch.softmax(logits, dim=-1)
-        sampled = torch.where(unknown, sample_codes(probs, generator), current - offset)
-        confidence = torch.gather(probs, -1, sampled.unsqueeze(-1)).squeeze(-1)
-        confidence = torch.where(unknown, confidence, torch.full_like(confidence, float("inf")))
+        drawn = sample_codes(probs.unsqueeze(0), generator)[0]
+        sampled = (current - offset).masked_scatter(unknown, drawn)
+        confidence = torch.full(unknown.shape, float("inf"), device=probs.device)
+        confidence = confidence.masked_scatter(unknown, probs.gather(-1, drawn.unsqueeze(-1)).squeeze(-1))
         count = mask_len(num_tokens, step, steps, unknown.sum(dim=1, keepdim=True), schedule)
         tau = choice_temperature(temperature, step, steps, temperature_schedule)
         remask = mask_by_random_topk(count, confidence, tau, generator)
@@ -114,14 +117,15 @@ def generate(
     soi = ids.shape[1] - num_tokens - 2  # the text prefix [0, soi) never attends to the image
     img = slice(soi + 1, soi + 1 + num_tokens)
     prefix = FrozenPrefix.prefill(model, ids, mask, soi) if use_cache else None
-    codes = vocab.image_slice  # CFG and softmax only ever need the code columns (mask column excluded)
+    codes = vocab.image_slice  # sampling only ever needs the code columns (mask column excluded)
     suffix_positions = torch.arange(soi, ids.shape[1], device=device).unsqueeze(0).expand(ids.shape[0], -1)
 
-    def image_logits(current: torch.Tensor) -> torch.Tensor:
+    def image_logits(current: torch.Tensor, select: torch.Tensor) -> torch.Tensor:
         ids[:, img] = current.repeat(ids.shape[0] // batch, 1)
         if prefix is not None:
-            return prefix(ids[:, soi:], mask[:, :, soi:], suffix_positions, slice(1, 1 + num_tokens), codes)
-        return model(ids, mask)[:, img, codes]
+            hidden = prefix(ids[:, soi:], mask[:, :, soi:], suffix_positions)[:, 1 : 1 + num_tokens]
+            return head(model, hidden[select], codes)
+        return model(ids, mask)[:, img, codes][select]
 
     return decode_grid(
         image_logits,

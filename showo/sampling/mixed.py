@@ -20,7 +20,7 @@ import torch
 from showo.attention import omni_attention_mask
 from showo.errors import ShowoError
 from showo.sampling import maskgit
-from showo.sampling.kv import FrozenPrefix, llm_step, model_dtype, new_cache
+from showo.sampling.kv import FrozenPrefix, head, llm_step, model_dtype, new_cache
 from showo.sampling.next_token import check_sampling, next_token
 
 
@@ -64,11 +64,12 @@ class _Sequence:
 
         image, codes = slice(start + 1, start + 1 + num), vocab.image_slice
 
-        def image_logits(current: torch.Tensor) -> torch.Tensor:
+        def image_logits(current: torch.Tensor, select: torch.Tensor) -> torch.Tensor:
             full[:, image] = current
             if prefix is not None:
-                return prefix(full[:, start:], mask[:, :, start:], positions, slice(1, 1 + num), codes)
-            return self.model(full, mask)[:, image, codes]
+                hidden = prefix(full[:, start:], mask[:, :, start:], positions)[:, 1 : 1 + num]
+                return head(self.model, hidden[select], codes)
+            return self.model(full, mask)[:, image, codes][select]
 
         result = maskgit.decode_grid(
             image_logits, segment[:, 1:-1], vocab, steps, generator=generator, **image_kwargs

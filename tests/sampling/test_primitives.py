@@ -4,7 +4,7 @@ import torch
 
 from showo.sampling.guidance import cfg_logits
 from showo.sampling.next_token import filter_logits, next_token
-from showo.sampling.remask import gumbel_noise, mask_by_random_topk
+from showo.sampling.remask import gumbel_noise, mask_by_random_topk, sample_codes
 
 
 def test_cfg_is_muse_style_on_raw_logits():
@@ -83,3 +83,15 @@ def test_next_token_greedy_and_seeded_sampling():
     assert torch.equal(next_token(logits, temperature=0.7, top_k=1), logits.argmax(-1))
     draw = lambda: next_token(logits, 1.0, top_p=0.9, generator=torch.Generator().manual_seed(5))  # noqa: E731
     assert torch.equal(draw(), draw())
+
+
+def test_code_sampling_follows_the_distribution_and_skips_zero_probabilities():
+    probs = torch.tensor([0.1, 0.0, 0.6, 0.0, 0.3])
+    draws = sample_codes(probs.expand(4, 10_000, -1), torch.Generator().manual_seed(0)).flatten()
+    freq = torch.bincount(draws, minlength=5).double() / draws.numel()
+    assert freq[1] == 0 and freq[3] == 0
+    assert torch.allclose(freq, probs.double(), atol=0.01)
+    again = sample_codes(probs.expand(4, 10_000, -1), torch.Generator().manual_seed(0)).flatten()
+    assert torch.equal(draws, again)
+    one_hot = torch.nn.functional.one_hot(torch.tensor([[4, 0, 2]]), 5).float()
+    assert torch.equal(sample_codes(one_hot, torch.Generator().manual_seed(1)), torch.tensor([[4, 0, 2]]))

@@ -33,7 +33,7 @@ def test_cached_decode_equals_recompute_greedy_and_sampled(small_showo):
             for c in (True, False)
         ]
         assert runs[0] == runs[1]
-        assert all(len(row) == 10 for row in runs[0])  # a random model does not stop early here
+        assert sum(map(len, runs[0])) >= 12  # enough tokens for the comparison to mean something
 
 
 def test_a_left_padded_row_decodes_as_it_would_alone(small_showo):
