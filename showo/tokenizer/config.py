@@ -154,7 +154,10 @@ class TokenizerLossConfig:
     commit_beta: float = 0.25
     """Weight of the second commitment term, mean((z_q - sg(z))^2) (official beta 0.25)."""
     entropy: float = 0.1
-    """LFQ entropy weight (official `entropy_multiplier` 0.1): confident bits, balanced over the batch."""
+    """LFQ entropy weight (official `entropy_multiplier` 0.1): confident codes, spread over the batch."""
+    entropy_mode: Literal["factorized", "joint"] = "factorized"
+    """factorized: the official per-bit term (blind to correlated bits); joint: the entropy of the batch's
+    distribution over all 2^d codes (the MAGVIT-v2 paper's form), which is what raises codebook usage."""
     gan: float = 0.0
     """Weight of the generator's hinge loss against the patch discriminator; 0 disables the GAN."""
     gan_start_step: int = 0

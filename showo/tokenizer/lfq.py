@@ -61,19 +61,43 @@ class LFQuantizer(nn.Module):
         """Code ids [B,h,w] -> +-1 latents [B,d,h,w] (the official `get_codebook_entry`)."""
         return self.embedding[indices].permute(0, 3, 1, 2).contiguous()
 
-    def forward(self, z: torch.Tensor, commit_beta: float = 0.25) -> LFQOutput:
-        """Quantize with a straight-through estimator and compute the official loss terms.
+    def forward(
+        self,
+        z: torch.Tensor,
+        commit_beta: float = 0.25,
+        entropy: str = "factorized",
+        entropy_sample: int = 1024,
+    ) -> LFQOutput:
+        """Quantize with a straight-through estimator and compute the loss terms.
 
-        commit = mean((sg(z_q) - z)^2) + beta * mean((z_q - sg(z))^2). The entropy term treats each bit as a
-        2-way categorical with logits -(z-1)^2, -(z+1)^2, i.e. p(+1) = sigmoid(4z): the mean per-bit entropy
-        minus the entropy of the batch-mean per-bit distribution (low when confident yet balanced).
+        commit = mean((sg(z_q) - z)^2) + beta * mean((z_q - sg(z))^2) (official). Each bit is a 2-way
+        categorical with logits -(z-1)^2, -(z+1)^2, i.e. p(+1) = sigmoid(4z). `entropy="factorized"` is the
+        official term: mean per-bit entropy minus the entropy of the batch-mean per-bit distribution. It
+        cannot see correlated bits (a thermometer code of brightness satisfies it), so `"joint"` instead
+        subtracts the entropy of the batch-mean distribution over all 2^d codes (the MAGVIT-v2 paper's
+        form), estimated on `entropy_sample` random positions; both are divided by d to share a scale.
         """
         hard = torch.where(z > 0, 1.0, -1.0).to(z.dtype)
         quantized = z + (hard - z).detach()
         commit = F.mse_loss(z, hard) + commit_beta * F.mse_loss(quantized, z.detach())
         flat = z.float().permute(0, 2, 3, 1).reshape(-1, self.num_bits)
         log_p, log_q = F.logsigmoid(4 * flat), F.logsigmoid(-4 * flat)
-        per_sample = -(log_p.exp() * log_p + log_q.exp() * log_q).mean()
-        mean_p = log_p.exp().mean(0)
-        batch = -(mean_p * mean_p.clamp_min(1e-12).log() + (1 - mean_p) * (1 - mean_p).clamp_min(1e-12).log())
-        return LFQOutput(quantized, self.indices(z), commit, per_sample - batch.mean())
+        per_bit = -(log_p.exp() * log_p + log_q.exp() * log_q)
+        if entropy == "factorized":
+            mean_p = log_p.exp().mean(0)
+            batch = -(
+                mean_p * mean_p.clamp_min(1e-12).log() + (1 - mean_p) * (1 - mean_p).clamp_min(1e-12).log()
+            )
+            entropy_loss = per_bit.mean() - batch.mean()
+        elif entropy == "joint":
+            if flat.shape[0] > entropy_sample:
+                keep = torch.randperm(flat.shape[0], device=flat.device)[:entropy_sample]
+                log_p, log_q = log_p[keep], log_q[keep]
+            bits01 = (self.embedding.float() > 0).float()
+            log_codes = log_q.sum(1, keepdim=True) + (log_p - log_q) @ bits01.T
+            mean_code = log_codes.exp().mean(0)
+            batch = -(mean_code * mean_code.clamp_min(1e-12).log()).sum()
+            entropy_loss = (per_bit.sum(1).mean() - batch) / self.num_bits
+        else:
+            raise ValueError(f"unknown LFQ entropy form {entropy!r}")
+        return LFQOutput(quantized, self.indices(z), commit, entropy_loss)

@@ -68,9 +68,11 @@ class ImageTokenizer(nn.Module):
     def downsample_factor(self) -> int:
         return self.config.downsample_factor
 
-    def forward(self, pixels: torch.Tensor, commit_beta: float = 0.25) -> TokenizerOutput:
+    def forward(
+        self, pixels: torch.Tensor, commit_beta: float = 0.25, entropy: str = "factorized"
+    ) -> TokenizerOutput:
         """Encode, quantize (straight-through) and decode; the training path."""
-        q = self.quantize(self.encoder(pixels), commit_beta)
+        q = self.quantize(self.encoder(pixels), commit_beta, entropy)
         return TokenizerOutput(self.decoder(q.quantized), q.indices, q.commit_loss, q.entropy_loss)
 
     def check_pixels(self, pixels: torch.Tensor) -> None:

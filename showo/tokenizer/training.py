@@ -100,10 +100,11 @@ class TokenizerModule(L.LightningModule):
         self._psnr: list[torch.Tensor] = []
         self._counts: torch.Tensor | None = None
         self._grids: dict[str, list[torch.Tensor]] = {}
+        self.evaluated: tuple[int, dict[str, float]] | None = None
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         w = self.recipe.loss
-        out = self.tokenizer(batch, w.commit_beta)
+        out = self.tokenizer(batch, w.commit_beta, w.entropy_mode)
         rec = out.reconstruction
         l1 = (rec - batch).abs().mean()
         l2 = (rec - batch).pow(2).mean()
@@ -161,6 +162,7 @@ class TokenizerModule(L.LightningModule):
         metrics["train/usage"] = torch.tensor(usage)
         metrics["train/perplexity"] = torch.tensor(perplexity)
         self.log_dict(metrics)
+        self.evaluated = (self.global_step, {k: float(v) for k, v in metrics.items()})
         self._log_grids()
 
     def _log_grids(self) -> None:
@@ -200,7 +202,7 @@ def _decay_groups(module: torch.nn.Module, weight_decay: float, lr: float) -> li
 
 
 def recipe_hash(recipe: TokenizerRecipe) -> str:
-    """Hash of everything that changes the trained weights (not paths, cadences or resume policy)."""
+    """Hash of what the trained weights depend on (not paths, cadences, resume policy or the time cap)."""
     relevant = {
         "model": asdict(recipe.model),
         "data": asdict(recipe.data),
@@ -208,7 +210,6 @@ def recipe_hash(recipe: TokenizerRecipe) -> str:
         "optim": asdict(recipe.optim),
         "seed": recipe.run.seed,
         "precision": recipe.trainer.precision,
-        "max_minutes": recipe.max_minutes,
     }
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -297,7 +298,10 @@ def fit(recipe: TokenizerRecipe) -> Path:
     data = TokenizerDataModule(recipe)
     trainer = build_trainer(recipe, run_dir)
     trainer.fit(module, datamodule=data, ckpt_path=_resume_path(recipe, run_dir / "checkpoints"))
-    metrics = trainer.validate(module, datamodule=data, verbose=False)[0]
+    if module.evaluated is not None and module.evaluated[0] == trainer.global_step:
+        metrics = module.evaluated[1]
+    else:
+        metrics = trainer.validate(module, datamodule=data, verbose=False)[0]
     export = Path(recipe.export_path)
     if trainer.is_global_zero:
         module.tokenizer.save_pretrained(export)

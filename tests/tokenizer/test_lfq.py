@@ -61,3 +61,24 @@ def test_forward_is_straight_through_with_official_losses():
         dist.entropy().mean() - torch.distributions.Categorical(probs=dist.probs.mean(0)).entropy().mean()
     )
     assert torch.allclose(out.entropy_loss, entropy, atol=1e-6)
+
+
+def test_joint_entropy_matches_a_brute_force_code_distribution():
+    torch.manual_seed(1)
+    lfq = LFQuantizer(4)
+    z = torch.randn(2, 4, 3, 3) * 0.7
+    out = lfq(z, entropy="joint", entropy_sample=10_000)
+    flat = z.permute(0, 2, 3, 1).reshape(-1, 4)
+    p_plus = torch.sigmoid(4 * flat)
+    codes = torch.stack(
+        [
+            torch.prod(torch.where(torch.tensor(reference_bits(k, 4)) > 0, p_plus, 1 - p_plus), dim=1)
+            for k in range(16)
+        ],
+        1,
+    )
+    assert torch.allclose(codes.sum(1), torch.ones(len(flat)))
+    per_sample = -(codes * codes.log()).sum(1).mean()
+    mean = codes.mean(0)
+    expected = (per_sample - -(mean * mean.log()).sum()) / 4
+    assert torch.allclose(out.entropy_loss, expected, atol=1e-5)
