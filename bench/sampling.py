@@ -1,14 +1,15 @@
 """Sampling cost: KV-cached samplers against full recompute (the official way), measured side by side.
 
 - MaskGIT, T=18, CFG on (w=2, so 2 rows per prompt), 16x16 and 32x32 grids, M=128 text budget: our cached
-  sampler (text prefix cached once, each step runs the N+2 image positions and the code columns of the
-  head) against `use_cache=False` (every step recomputes the whole [cond | uncond] sequence and the full
+  sampler (text prefix cached once; each step runs the N+2 image positions through the layers and the
+  head only over the still-masked positions' code columns) against `use_cache=False` (every step recomputes the whole [cond | uncond] sequence and the full
   head, as the official `t2i_generate`).
 - Understanding decode of exactly 32 new tokens (end of text disabled), batch 1 and 8: prefill + one token
   per step on the cache against recomputing the whole sequence per token.
 - MaskGIT T=18 against the AR sampler over the same 256 tokens (both cached, CFG on).
-Each pair is timed interleaved, median of `--repeats` after a warm-up. One JSON line.
-Run: `.venv/bin/python -m bench.sampling [--hidden 256 --layers 4 --repeats 3]`.
+Each pair is timed interleaved, median of `--repeats` after a warm-up. One JSON line (about 5 minutes
+on one CPU thread).
+Run: `.venv/bin/python -m bench.sampling [--hidden 256 --layers 4 --repeats 2 --threads 1]`.
 """
 
 from __future__ import annotations
@@ -40,14 +41,14 @@ def corpus() -> list[str]:
 
 
 def median_pair(fns: dict[str, callable], repeats: int) -> dict[str, float]:
-    """Median seconds per function, run interleaved (one warm-up round not counted)."""
+    """Median seconds per function over `repeats` interleaved rounds, after one warm-up call of the first."""
+    next(iter(fns.values()))()
     times: dict[str, list[float]] = {name: [] for name in fns}
-    for round_index in range(repeats + 1):
+    for _ in range(repeats):
         for name, fn in fns.items():
             start = time.perf_counter()
             fn()
-            if round_index:
-                times[name].append(time.perf_counter() - start)
+            times[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -115,8 +116,10 @@ def main() -> None:
     parser.add_argument("--max-text-len", type=int, default=128)
     parser.add_argument("--steps", type=int, default=18)
     parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: stable on a shared machine)")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (1: stable on a shared machine)"
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
