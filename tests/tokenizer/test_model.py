@@ -72,6 +72,10 @@ def test_raw_checkpoint_with_wrapper_and_half_weights_loads_with_a_config(tmp_pa
     loaded = load_image_tokenizer(tmp_path / "raw.pth", config=model.config)
     assert loaded.encoder.conv_in.weight.dtype == torch.float32
     assert torch.equal(loaded.encoder.conv_in.weight, state["encoder.conv_in.weight"].float())
+    (tmp_path / "official").mkdir()
+    torch.save(model.state_dict(), tmp_path / "official" / "pytorch_model.bin")
+    from_dir = load_image_tokenizer(tmp_path / "official", config=model.config)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in from_dir.state_dict().items())
 
 
 @pytest.mark.parametrize(
