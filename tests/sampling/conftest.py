@@ -1,6 +1,17 @@
-"""A smaller Show-o than the shared `tiny_showo` (4x4 code grid, 64 codes) so the many sampler runs stay cheap."""
+"""Sampling fixtures: one torch thread per test, a smaller Show-o than `tiny_showo` (4x4 grid, 64 codes), an exported checkpoint."""
 
 import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """These models are tiny: a second OpenMP thread only adds spin-waiting (on a shared 2-core box the
+    suite took minutes instead of seconds). Restored after each test, so other suites are unaffected."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -118,3 +118,20 @@ def test_the_loop_leaves_the_official_number_of_masked_tokens():
     expected = [256] + remaining_counts(256, 18)[:-1]
     assert seen == [[c, c] for c in expected]
     assert int(codes.min()) >= 0 and int(codes.max()) < vocab.codebook_size
+
+
+def test_cache_equals_recompute_under_eager_attention_too(tiny_llm_dir):
+    """Eager attention adds the float mask itself (and would ignore a bool one): check the cache there too."""
+    from showo.model import ShowO
+    from showo.sampling import understand
+
+    model = ShowO.build(tiny_llm_dir, None, 64, 16, 16, attn_implementation="eager").eval()
+    prompter = model.prompter()
+    runs = [
+        maskgit.generate(model, prompter, PROMPTS, 5, 2.0, generator=_gen(2), use_cache=c)
+        for c in (True, False)
+    ]
+    assert torch.equal(runs[0], runs[1])
+    images = torch.randint(0, 64, (2, 16), generator=_gen(1)) + model.vocab.image_offset
+    tokens = [understand.decode_ids(model, prompter, images, PROMPTS, 6, use_cache=c) for c in (True, False)]
+    assert tokens[0] == tokens[1]
