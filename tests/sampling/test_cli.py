@@ -40,6 +40,14 @@ def test_generate_is_reproducible_by_seed(sampling_ckpt, tmp_path):
     assert paths[0].read_bytes() == paths[1].read_bytes()
 
 
+def test_generate_with_the_ar_sampler(sampling_ckpt, tmp_path):
+    out = tmp_path / "ar.png"
+    args = ["generate", "--ckpt", str(sampling_ckpt), "--device", "cpu", "--prompt", "x", "--n", "2"]
+    assert main([*args, "--sampler", "ar", "--out", str(out)]) == 0
+    with Image.open(out) as grid:
+        assert grid.size == (2 * 16 + 2, 16)
+
+
 def test_caption_prints_one_line_per_image(sampling_ckpt, pictures, capsys):
     args = ["caption", "--ckpt", str(sampling_ckpt), "--device", "cpu", "--max-new-tokens", "4"]
     assert main([*args, "--image", str(pictures / "image.png"), "--image", str(pictures / "image.png")]) == 0
