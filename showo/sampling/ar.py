@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from showo.attention import omni_attention_mask
 from showo.errors import ShowoError
 from showo.sampling.guidance import cfg_logits
-from showo.sampling.kv import llm_step, model_dtype, new_cache
+from showo.sampling.kv import last_logits, model_dtype, new_cache
 from showo.sampling.next_token import check_sampling, next_token
 
 
@@ -52,7 +52,7 @@ def generate(
     cache = new_cache(model) if use_cache else None
     if cache is not None:
         positions = torch.arange(ids.shape[1], device=device).unsqueeze(0).expand(rows, -1)
-        logits = llm_step(model, ids, omni_attention_mask(ids, vocab, "ar", dtype), positions, cache)[:, -1]
+        logits = last_logits(model, ids, omni_attention_mask(ids, vocab, "ar", dtype), positions, cache)
 
     offset, size = vocab.image_offset, vocab.codebook_size
     codes = []
@@ -72,5 +72,5 @@ def generate(
         visible = torch.cat([visible, torch.ones_like(token, dtype=torch.bool)], dim=1)
         if cache is not None:
             row = torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill(~visible, blocked)
-            logits = llm_step(model, token, row[:, None, None, :], position, cache)[:, -1]
+            logits = last_logits(model, token, row[:, None, None, :], position, cache)
     return torch.stack(codes, dim=1)

@@ -20,7 +20,7 @@ import torch
 from showo.attention import omni_attention_mask
 from showo.errors import ShowoError
 from showo.sampling import maskgit
-from showo.sampling.kv import FrozenPrefix, head, llm_step, model_dtype, new_cache
+from showo.sampling.kv import FrozenPrefix, head, last_logits, model_dtype, new_cache
 from showo.sampling.next_token import check_sampling, next_token
 
 
@@ -51,7 +51,7 @@ class _Sequence:
 
     def _extend_cache(self, new: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         cached = self.cache.get_seq_length()
-        return llm_step(self.model, new, rows, self._positions(cached, new.shape[1]), self.cache)[:, -1]
+        return last_logits(self.model, new, rows, self._positions(cached, new.shape[1]), self.cache)
 
     def image_codes(self, steps: int, generator: torch.Generator | None, **image_kwargs) -> torch.Tensor:
         """MaskGIT over `[soi] N masks [eoi]` after the current sequence; appends the result."""

@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from showo.attention import omni_attention_mask
-from showo.sampling.kv import llm_step, model_dtype, new_cache
+from showo.sampling.kv import last_logits, model_dtype, new_cache
 from showo.sampling.next_token import check_sampling, next_token
 
 
@@ -36,13 +36,13 @@ class _Cached:
         self.cache = new_cache(model)
         self.visible = ids != pad_id
         self.next_position = positions[:, -1:] + 1
-        self.first = llm_step(model, ids, mask, positions, self.cache)[:, -1]
+        self.first = last_logits(model, ids, mask, positions, self.cache)
 
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
         self.visible = torch.cat([self.visible, torch.ones_like(tokens, dtype=torch.bool)], dim=1)
         row = torch.zeros(self.visible.shape, dtype=self.dtype, device=tokens.device)
         row = row.masked_fill(~self.visible, _blocked(self.dtype))[:, None, None, :]
-        logits = llm_step(self.model, tokens, row, self.next_position, self.cache)[:, -1]
+        logits = last_logits(self.model, tokens, row, self.next_position, self.cache)
         self.next_position = self.next_position + 1
         return logits
 
