@@ -24,14 +24,16 @@ from pathlib import Path
 from showo.errors import ShowoError
 
 STAGES: tuple[str, ...] = ("stage1", "stage2", "stage3", "stage512", "instruct")
-# shard directory name -> (embedded source kind, resolution); the names the tiny recipes read.
-STREAMS: dict[str, tuple[str, int]] = {
-    "digits-64": ("digits", 64),
-    "shapes-64": ("shapes", 64),
-    "shapes-128": ("shapes", 128),
-    "text": ("text", 64),
-    "shapes-instruct-64": ("shapes-instruct", 64),
-    "shapes-keyframes-64": ("shapes-keyframes", 64),
+# shard directory name -> (embedded source kind, resolution, inputs). Counts cover what the tiny stages
+# draw (shapes-128: stage512 reads at most 100 steps x 8 rows; instruct 200 x 6; keyframes 200 x 2), so
+# encoding stays a small part of the demo; None = the source's natural size (2,048 shapes scenes).
+STREAMS: dict[str, tuple[str, int, int | None]] = {
+    "digits-64": ("digits", 64, None),
+    "shapes-64": ("shapes", 64, None),
+    "shapes-128": ("shapes", 128, 512),
+    "text": ("text", 64, None),
+    "shapes-instruct-64": ("shapes-instruct", 64, 1024),
+    "shapes-keyframes-64": ("shapes-keyframes", 64, 256),
 }
 # which exported model each suite judges: digits are taught only by the class-conditional stage 1.
 SUITE_MODELS: dict[str, str] = {
@@ -249,15 +251,16 @@ class Demo:
     def build_shards(self, name: str) -> None:
         from data_engine.build import BuildOptions, build
 
-        kind, resolution = STREAMS[name]
+        kind, resolution, count = STREAMS[name]
         target = self.out / "shards" / name
+        limits = [c for c in (count, self.plan.shard_limit) if c is not None]
         options = BuildOptions(
             source=f"embedded:{kind}",
             out=str(target),
             tokenizer=str(self.out / "tokenizer"),
             resolution=resolution,
             name=name,
-            limit=self.plan.shard_limit,
+            limit=min(limits) if limits else None,
             workers=0,
             batch_size=64,
             device="cpu",
