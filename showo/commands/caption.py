@@ -8,7 +8,7 @@ DEFAULT_QUESTION = "Describe the image."
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from showo.sampling.pipeline import add_pipeline_args
+    from showo.commands.sampler_options import add_pipeline_args
 
     parser = subparsers.add_parser("caption", help="caption images or answer a question about them")
     add_pipeline_args(parser)
@@ -26,9 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from showo.commands.sampler_options import positive
     from showo.sampling import understand
     from showo.sampling.images import encode_image, load_image
-    from showo.sampling.pipeline import load_pipeline, positive
+    from showo.sampling.pipeline import load_pipeline
 
     max_new = positive("max-new-tokens", args.max_new_tokens)
     images = [load_image(path) for path in args.image]

@@ -6,7 +6,7 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from showo.sampling.pipeline import add_maskgit_args, add_pipeline_args
+    from showo.commands.sampler_options import add_maskgit_args, add_pipeline_args
 
     parser = subparsers.add_parser("extrapolate", help="extend an image left/right/up/down guided by prompts")
     add_pipeline_args(parser)
@@ -28,10 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from showo.commands.sampler_options import maskgit_kwargs, positive
     from showo.errors import ShowoError
     from showo.sampling import canvas
     from showo.sampling.images import decode_codes, encode_image, load_image, save_grid
-    from showo.sampling.pipeline import load_pipeline, maskgit_kwargs, positive
+    from showo.sampling.pipeline import load_pipeline
 
     directions = [d.strip() for item in args.direction for d in item.split(",") if d.strip()]
     for direction in directions:

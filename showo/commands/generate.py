@@ -6,7 +6,7 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from showo.sampling.pipeline import add_maskgit_args, add_pipeline_args
+    from showo.commands.sampler_options import add_maskgit_args, add_pipeline_args
 
     parser = subparsers.add_parser("generate", help="generate images from text prompts (PNG grid)")
     add_pipeline_args(parser)
@@ -25,10 +25,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
 
+    from showo.commands.sampler_options import maskgit_kwargs, positive
     from showo.errors import ShowoError
     from showo.sampling import ar, maskgit
     from showo.sampling.images import decode_codes, save_grid
-    from showo.sampling.pipeline import load_pipeline, maskgit_kwargs, positive
+    from showo.sampling.pipeline import load_pipeline
 
     if args.sampler not in ("maskgit", "ar"):
         raise ShowoError(f"unknown sampler {args.sampler!r} (expected maskgit or ar)")

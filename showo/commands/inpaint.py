@@ -6,7 +6,7 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from showo.sampling.pipeline import add_maskgit_args, add_pipeline_args
+    from showo.commands.sampler_options import add_maskgit_args, add_pipeline_args
 
     parser = subparsers.add_parser("inpaint", help="repaint the white part of --mask guided by --prompt")
     add_pipeline_args(parser)
@@ -22,9 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from showo.commands.sampler_options import maskgit_kwargs, positive
     from showo.sampling import canvas
     from showo.sampling.images import decode_codes, encode_image, load_image, save_grid
-    from showo.sampling.pipeline import load_pipeline, maskgit_kwargs, positive
+    from showo.sampling.pipeline import load_pipeline
 
     n, settings = positive("n", args.n), maskgit_kwargs(args)
     image, mask_picture = load_image(args.image), load_image(args.mask, mode="L")
