@@ -41,7 +41,7 @@ class LFQOutput:
 
 
 class LFQuantizer(nn.Module):
-    """Sign quantizer with the official commitment and factorised entropy losses."""
+    """Sign quantizer with the official commitment loss and a factorised (official) or joint entropy loss."""
 
     def __init__(self, num_bits: int) -> None:
         super().__init__()
