@@ -56,3 +56,10 @@ def test_tokenizer_suite_records_settings(tiny_image_tokenizer_dir, tiny_image_t
     for split in ("photos", "shapes"):
         assert result["scores"][split]["psnr"] > 0
     assert str(out) in capsys.readouterr().out
+
+
+def test_help_names_every_suite():
+    from showo.commands.eval import SUITE_HELP
+    from showo.eval.suites import SUITES
+
+    assert set(SUITE_HELP.replace(" or ", ", ").split(", ")) == set(SUITES)
