@@ -111,6 +111,9 @@ class TokenizerDataConfig:
     """Image side in pixels: evaluation images and shapes/digits renders (tiny: 64 -> 16x16 codes)."""
     crop: int | None = None
     """Side of the random training crops (null: `resolution`); smaller crops see more images per second."""
+    max_zoom: float = 4.0
+    """Photo crops are seen at a log-uniform zoom from 1 (the evaluation scale) up to this; lower keeps
+    training closer to the detail density of whole photos at `resolution`."""
     batch_size: int = 8
     """Per-device batch size."""
     weights: dict[str, float] = field(default_factory=lambda: {"photos": 0.7, "shapes": 0.15, "digits": 0.15})
@@ -129,6 +132,8 @@ class TokenizerDataConfig:
             raise ShowoError(
                 f"{key}.crop must be in 1..{key}.resolution ({self.resolution}), got {self.crop}"
             )
+        if self.max_zoom < 1.0:
+            raise ShowoError(f"{key}.max_zoom must be >= 1 (1 is the evaluation scale), got {self.max_zoom}")
         if self.num_workers < 0 or self.usage_images <= 0 or self.heldout_crops < 0:
             raise ShowoError(f"{key}.num_workers, usage_images, heldout_crops: negative or zero size")
         sources = ("photos", "shapes", "digits")

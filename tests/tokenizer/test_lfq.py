@@ -1,5 +1,6 @@
 """LFQ: code-id convention (channel 0 = MSB, zero -> -1), exact round trips, official loss formulas."""
 
+import pytest
 import torch
 
 from showo.tokenizer.lfq import LFQuantizer
@@ -63,22 +64,26 @@ def test_forward_is_straight_through_with_official_losses():
     assert torch.allclose(out.entropy_loss, entropy, atol=1e-6)
 
 
-def test_joint_entropy_matches_a_brute_force_code_distribution():
+@pytest.mark.parametrize("bits", [4, 5])
+def test_joint_entropy_matches_a_brute_force_code_distribution(bits):
     torch.manual_seed(1)
-    lfq = LFQuantizer(4)
-    z = torch.randn(2, 4, 3, 3) * 0.7
+    lfq = LFQuantizer(bits)
+    z = (torch.randn(2, bits, 3, 3) * 0.7).requires_grad_()
     out = lfq(z, entropy="joint", entropy_sample=10_000)
-    flat = z.permute(0, 2, 3, 1).reshape(-1, 4)
+    flat = z.permute(0, 2, 3, 1).reshape(-1, bits)
     p_plus = torch.sigmoid(4 * flat)
     codes = torch.stack(
         [
-            torch.prod(torch.where(torch.tensor(reference_bits(k, 4)) > 0, p_plus, 1 - p_plus), dim=1)
-            for k in range(16)
+            torch.prod(torch.where(torch.tensor(reference_bits(k, bits)) > 0, p_plus, 1 - p_plus), dim=1)
+            for k in range(2**bits)
         ],
         1,
     )
     assert torch.allclose(codes.sum(1), torch.ones(len(flat)))
     per_sample = -(codes * codes.log()).sum(1).mean()
     mean = codes.mean(0)
-    expected = (per_sample - -(mean * mean.log()).sum()) / 4
+    expected = (per_sample - -(mean * mean.log()).sum()) / bits
     assert torch.allclose(out.entropy_loss, expected, atol=1e-5)
+    (grad,) = torch.autograd.grad(out.entropy_loss, z)
+    (expected_grad,) = torch.autograd.grad(expected, z)
+    assert torch.allclose(grad, expected_grad, atol=1e-5)

@@ -101,6 +101,8 @@ def test_bad_tokenizer_recipes_name_the_key(tmp_path):
         load_recipe("recipes/tokenizer/tiny.yaml", ["data.weights.faces=1.0"])
     with pytest.raises(ShowoError, match="model.decoder_ch_mult must have as many levels"):
         load_recipe("recipes/tokenizer/tiny.yaml", ["model.decoder_ch_mult=[1,2]"])
+    with pytest.raises(ShowoError, match="data.max_zoom must be >= 1"):
+        load_recipe("recipes/tokenizer/tiny.yaml", ["data.max_zoom=0.5"])
     with pytest.raises(ShowoError, match="data.resolution 66 is not divisible"):
         load_recipe("recipes/tokenizer/tiny.yaml", ["data.resolution=66"])
     with pytest.raises(ShowoError, match="resume checkpoint not found"):
