@@ -330,7 +330,7 @@ class Demo:
                 {"suite": suite, "metric": metric, "value": value, "goal": goal, "met": value >= goal}
             )
         extra = {
-            "caption-mini": self.results["caption-mini"]["scores"].get("recall"),
+            "caption-mini recall": self.results["caption-mini"]["scores"].get("recall"),
             "pope-mini f1": self.results["pope-mini"]["scores"].get("f1"),
             "tokenizer photos psnr": self.results["tokenizer"]["scores"]["photos"].get("psnr"),
             "tokenizer photos ssim": self.results["tokenizer"]["scores"]["photos"].get("ssim"),
@@ -446,7 +446,7 @@ def table(summary: dict) -> str:
         lines.append(f"{name:<25} {shown:>7}")
     lines.append(
         f"total {summary['total_seconds']:.0f} s wall, {summary['total_cpu_seconds']:.0f} CPU s on "
-        f"{summary['cpus']} cores ({summary['budget']} budget; tiny scale)"
+        f"{summary['cpus']} cores ({summary['budget']} budget x {summary.get('scale', 1.0):g}; tiny scale)"
     )
     return "\n".join(lines)
 
