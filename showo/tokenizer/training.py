@@ -106,6 +106,8 @@ class TokenizerModule(L.LightningModule):
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         w = self.recipe.loss
+        # channels-last activations: ~10% faster small convolutions on CPU (oneDNN), same math
+        batch = batch.contiguous(memory_format=torch.channels_last)
         out = self.tokenizer(batch, w.commit_beta, w.entropy_mode)
         rec = out.reconstruction
         l1 = (rec - batch).abs().mean()
