@@ -407,7 +407,9 @@ def write_sheet(
     for suite in ("digits", "geneval-mini"):
         path = eval_dir / f"{suite}.png"
         if path.is_file():
-            rows.append((f"{suite} generations (eval sheet)", Image.open(path).convert("RGB")))
+            grid = Image.open(path).convert("RGB")  # the first rows only: geneval-mini has 384 images
+            top = grid.crop((0, 0, grid.width, min(grid.height, 4 * (pipe.resolution + 2))))
+            rows.append((f"{suite} generations (first rows of eval/{suite}.png)", top))
     cells = [_labelled(im, f"held-out: {p}") for im, p in zip(images, prompts)]
     cells += [_labelled(im, "inpainted right half") for im in inpainted]
     rows.append(("held-out images / inpainting (right half repainted)", make_grid(cells, ncol=samples)))
