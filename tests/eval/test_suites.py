@@ -6,31 +6,17 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from showo.embedded import photos, shapes
 from showo.errors import ShowoError
 from showo.eval import suites
 from showo.eval.reconstruction import psnr, reconstruction_scores, round_trip, ssim
+from tests.fixtures.tokenizer import build_tiny_image_tokenizer
 
 
 @pytest.fixture(scope="module")
 def tiny_image_tokenizer():
-    from showo.tokenizer.config import TokenizerConfig
-    from showo.tokenizer.model import ImageTokenizer
-
-    torch.manual_seed(0)
-    config = TokenizerConfig(
-        ch=8,
-        ch_mult=[1, 1, 1],
-        num_res_blocks=[1, 1, 1],
-        decoder_ch_mult=[1, 1, 1],
-        decoder_num_res_blocks=[1, 1, 1],
-        z_channels=8,
-        norm_groups=4,
-        resolution=64,
-    )
-    return ImageTokenizer(config).eval()
+    return build_tiny_image_tokenizer(ch_mult=[1, 1, 1], decoder_ch_mult=[1, 1, 1], z_channels=8)
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from tests.fixtures.tokenizer import build_tiny_image_tokenizer
+
 
 @pytest.fixture(autouse=True)
 def one_torch_thread():
@@ -25,22 +27,9 @@ def small_showo(tiny_llm_dir):
 def sampling_ckpt(small_showo, tmp_path_factory):
     """An exported-style checkpoint dir: the small model plus a matching tiny image tokenizer (64 codes,
     downsample 4, so 16x16 pixels <-> the model's 4x4 grid) in `image_tokenizer/`."""
-    import torch
-
-    from showo.tokenizer import ImageTokenizer, TokenizerConfig
-
     out = tmp_path_factory.mktemp("sampling_ckpt")
     small_showo.save_pretrained(out)
-    torch.manual_seed(0)
-    config = TokenizerConfig(
-        ch=8,
-        ch_mult=[1, 1, 1],
-        num_res_blocks=[1, 1, 1],
-        decoder_ch_mult=[1, 1, 1],
-        decoder_num_res_blocks=[1, 1, 1],
-        z_channels=6,
-        resolution=16,
-        norm_groups=4,
-    )
-    ImageTokenizer(config).save_pretrained(out / "image_tokenizer")
+    build_tiny_image_tokenizer(
+        ch_mult=[1, 1, 1], decoder_ch_mult=[1, 1, 1], z_channels=6, resolution=16
+    ).save_pretrained(out / "image_tokenizer")
     return out

@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 
 from showo.recipe import load_recipe
 from tests.fixtures.model import TINY_CODEBOOK, TINY_GRID, TINY_MAX_TEXT_LEN
+from tests.fixtures.tokenizer import build_tiny_image_tokenizer
 
 REPO = Path(__file__).resolve().parents[2]
 N_TOKENS = TINY_GRID[0] * TINY_GRID[1]
@@ -123,23 +124,9 @@ def shards(tmp_path_factory) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def image_tokenizer_dir(tmp_path_factory) -> Path:
     """A tiny random MAGVIT-v2-style tokenizer: 64 px -> 16x16 codes, 2^8 = 256 codes (TINY_CODEBOOK)."""
-    import torch
-
-    from showo.tokenizer.config import TokenizerConfig
-    from showo.tokenizer.model import ImageTokenizer
-
-    torch.manual_seed(0)
-    config = TokenizerConfig(
-        ch=8,
-        ch_mult=[1, 1, 2],
-        num_res_blocks=[1, 1, 1],
-        decoder_ch_mult=[1, 1, 2],
-        decoder_num_res_blocks=[1, 1, 1],
-        z_channels=8,
-        resolution=64,
-        norm_groups=4,
+    return build_tiny_image_tokenizer(z_channels=8).save_pretrained(
+        tmp_path_factory.mktemp("image_tokenizer")
     )
-    return ImageTokenizer(config).save_pretrained(tmp_path_factory.mktemp("image_tokenizer"))
 
 
 def recipe_dict(tmp: Path, llm_dir: Path, tokenizer_dir: Path, shards: dict[str, str], **changes) -> dict:
