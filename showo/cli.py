@@ -8,7 +8,17 @@ import sys
 
 from showo.errors import ShowoError
 
-COMMANDS: tuple[str, ...] = ("recipe", "train", "export", "tensorboard", "generate", "caption", "inpaint", "extrapolate", "eval")
+COMMANDS: tuple[str, ...] = (
+    "recipe",
+    "train",
+    "export",
+    "tensorboard",
+    "generate",
+    "caption",
+    "inpaint",
+    "extrapolate",
+    "eval",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
