@@ -29,6 +29,7 @@ from data_engine.prepare import Prepared, PrepareDataset, PrepareOptions, UnitEn
 from data_engine.recaption import Captioner, make_captioner
 from data_engine.sources import Source, Unit, open_source
 from data_engine.writer import BackgroundWriter, EncodedSample, ShardJob, failpoint, finished_record
+from showo.device import resolve_device
 from showo.errors import ShowoError
 
 DEDUP_MODES = ("none", "sha1", "codes")
@@ -74,21 +75,6 @@ def partition(rank: int | None, world_size: int | None) -> tuple[int, int]:
     if world_size < 1 or not 0 <= rank < world_size:
         raise ShowoError(f"partition rank {rank} is not within world size {world_size}")
     return rank, world_size
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` picks the GPU when there is one (torchrun's LOCAL_RANK-th); codes are computed in fp32."""
-    if name == "auto":
-        if not torch.cuda.is_available():
-            return torch.device("cpu")
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise ShowoError(f"unknown --device {name!r}: {err}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ShowoError(f"--device {name} requested but CUDA is not available")
-    return device
 
 
 @dataclass

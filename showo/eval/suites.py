@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from showo.device import resolve_device
 from showo.embedded import digits, photos, shapes
 from showo.errors import ShowoError
 from showo.eval import caption_mini, geneval_mini, pope_mini
@@ -63,10 +64,6 @@ class Loaded:
     grid: tuple[int, int]
 
 
-def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def load(ckpt: str | Path, image_tokenizer: str | Path | None = None, need_model: bool = True) -> Loaded:
     """The model (unless `need_model` is False), its prompter, the image tokenizer and the image size."""
     from showo.tokenizer.model import load_image_tokenizer
@@ -78,7 +75,7 @@ def load(ckpt: str | Path, image_tokenizer: str | Path | None = None, need_model
         image_tokenizer = ckpt / IMAGE_TOKENIZER_DIR if (ckpt / IMAGE_TOKENIZER_DIR).is_dir() else None
     if image_tokenizer is None and need_model:
         raise ShowoError(f"{ckpt} has no {IMAGE_TOKENIZER_DIR}/: pass the image tokenizer explicitly")
-    device = _device()
+    device = resolve_device()
     tokenizer = load_image_tokenizer(image_tokenizer or ckpt).to(device).eval()
     if not need_model:
         return Loaded(None, None, tokenizer, 0, (0, 0))
@@ -101,7 +98,7 @@ def generate_images(loaded: Loaded, prompts: Sequence[str], settings: SuiteSetti
     from showo.sampling import maskgit
     from showo.sampling.images import decode_codes, to_pil
 
-    generator = torch.Generator(device=_device()).manual_seed(settings.seed)
+    generator = torch.Generator(device=resolve_device()).manual_seed(settings.seed)
     out: list[Image.Image] = []
     for batch in tqdm(_batches(list(prompts), settings.batch_size), desc="generate", leave=False):
         codes = maskgit.generate(
@@ -134,7 +131,7 @@ def answer(
     pairs = list(zip(images, questions))
     for batch in tqdm(_batches(pairs, batch_size), desc="answer", leave=False):
         pixels = torch.stack([showo_transform(image, loaded.resolution)[0] for image, _ in batch])
-        codes = loaded.image_tokenizer.encode(pixels.to(_device()))
+        codes = loaded.image_tokenizer.encode(pixels.to(resolve_device()))
         image_ids = codes + loaded.model.vocab.image_offset
         out.extend(
             understand.decode(
@@ -239,7 +236,7 @@ def run_suite(
         "image_tokenizer": loaded.image_tokenizer.identity(),
         "scores": scores,
         "seconds": round(time.time() - started, 2),
-        "machine": f"{platform.machine()} {platform.system()} torch {torch.__version__} {_device().type}",
+        "machine": f"{platform.machine()} {platform.system()} torch {torch.__version__} {resolve_device().type}",
     }
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from showo.device import resolve_device
 from showo.errors import ShowoError
 
 IMAGE_TOKENIZER_DIR = "image_tokenizer"
@@ -44,18 +45,6 @@ class Pipeline:
         return torch.Generator(device=self.device).manual_seed(seed)
 
 
-def pick_device(name: str | None = None) -> torch.device:
-    if name:
-        try:
-            device = torch.device(name)
-        except RuntimeError as err:
-            raise ShowoError(f"unknown device {name!r}: {err}") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ShowoError(f"device {name!r} requested but CUDA is not available")
-        return device
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def find_image_tokenizer(ckpt: Path, explicit: str | Path | None) -> Path:
     if explicit is not None:
         return Path(explicit)
@@ -83,7 +72,7 @@ def load_pipeline(
     ckpt = Path(ckpt)
     if not ckpt.is_dir():
         raise ShowoError(f"checkpoint directory not found: {ckpt}")
-    target = pick_device(device)
+    target = resolve_device(device)
     model = ShowO.from_pretrained(ckpt).to(target).eval()
     tokenizer = None
     if need_image_tokenizer:
