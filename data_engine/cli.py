@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from showo.errors import ShowoError
+from showo.cli import run_parser
 
 
 def _add_build(subparsers) -> None:
@@ -142,12 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except ShowoError as err:
-        print(f"showo-data: error: {err}", file=sys.stderr)
-        return 2
+    return run_parser(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -29,13 +29,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run_parser(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
+    """Parse and run a subcommand; a `ShowoError` becomes one line on stderr and exit status 2."""
+    args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except ShowoError as err:
-        print(f"showo: error: {err}", file=sys.stderr)
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_parser(build_parser(), argv)
 
 
 if __name__ == "__main__":
