@@ -18,11 +18,11 @@ import warnings
 import torch
 from transformers import PhiForCausalLM
 
+from bench.common import bench_llm, corpus
 from showo.attention import batch_attention_mask
 from showo.losses import showo_loss
 from showo.masking import mask_image_tokens
 from showo.model import ShowO
-from showo.tiny_llm import build_tiny_llm
 
 CAPTIONS = [
     f"a {c} {s} and a {c2} {s2}"
@@ -31,18 +31,12 @@ CAPTIONS = [
 ]
 
 
-def corpus() -> list[str]:
-    from pydoc_data.topics import topics
-
-    return [topics[k] for k in sorted(topics)[:40]] + CAPTIONS * 20
-
-
 def make_batch(model: ShowO, rows: dict[str, int], gen: torch.Generator):
     pr = model.prompter()
     vocab, n = model.vocab, model.config.num_image_tokens
     img = vocab.codes_to_ids(torch.randint(0, vocab.codebook_size, (rows["t2i"], n), generator=gen))
     t2i = pr.t2i([CAPTIONS[i % len(CAPTIONS)] for i in range(rows["t2i"])], img, img)
-    lm = pr.lm([corpus()[i] for i in range(rows["lm"])])
+    lm = pr.lm([corpus(CAPTIONS)[i] for i in range(rows["lm"])])
     mmu = pr.mmu(
         img[: rows["mmu"]], [f"USER: \nDescribe the image. ASSISTANT: {c}" for c in CAPTIONS][: rows["mmu"]]
     )
@@ -87,14 +81,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        llm_dir = build_tiny_llm(
-            tmp,
-            corpus(),
-            vocab_size=1000,
-            hidden_size=args.hidden,
-            num_hidden_layers=args.layers,
-            num_attention_heads=args.hidden // 32,
-        )
+        llm_dir = bench_llm(tmp, CAPTIONS, args.hidden, args.layers)
         model = ShowO.build(llm_dir, None, args.codebook, args.grid**2, args.max_text_len).train()
     bare = PhiForCausalLM(model.llm.config).train()
     bare.load_state_dict(model.llm.state_dict())

@@ -23,20 +23,14 @@ import warnings
 
 import torch
 
+from bench.common import bench_llm
 from showo.model import ShowO
 from showo.sampling import ar, maskgit, understand
-from showo.tiny_llm import build_tiny_llm
 
 PROMPT = (
     "a photograph of a red circle to the left of a blue square and a green triangle above them, on a "
     "gray background, centred, sharp, soft light, high detail"
 )
-
-
-def corpus() -> list[str]:
-    from pydoc_data.topics import topics
-
-    return [topics[k] for k in sorted(topics)[:40]] + [PROMPT] * 20
 
 
 def best_of(fns: dict[str, callable], repeats: int) -> dict[str, float]:
@@ -127,14 +121,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        llm_dir = build_tiny_llm(
-            tmp,
-            corpus(),
-            vocab_size=1000,
-            hidden_size=args.hidden,
-            num_hidden_layers=args.layers,
-            num_attention_heads=args.hidden // 32,
-        )
+        llm_dir = bench_llm(tmp, [PROMPT], args.hidden, args.layers)
         models = {
             side: ShowO.build(llm_dir, None, args.codebook, side * side, args.max_text_len).eval()
             for side in (16, 32)
