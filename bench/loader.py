@@ -23,7 +23,6 @@ import torch
 import webdataset as wds
 
 from showo.data.datamodule import ShowoDataModule
-from showo.losses import showo_loss
 from showo.recipe import load_recipe
 from showo.tiny_llm import build_tiny_llm
 from showo.training.init import build_model
@@ -79,8 +78,7 @@ def step_rate(module: ShowoModule, batches: list, steps: int, rows: int) -> floa
     def step(batch) -> None:
         generator = module.generator(int(batch["t2i"]["step"]))
         parts = {t: module.mask_images(t, b["input_ids"], b["labels"], generator) for t, b in batch.items()}
-        logits, labels = module.forward_tasks(parts)
-        out = showo_loss(logits, labels, None, module.coeffs, max_text_len=module.model.config.max_text_len)
+        out, _ = module.losses(parts)
         out["loss"].backward()
         torch.nn.utils.clip_grad_norm_(module.model.parameters(), 1.0)
         optimizer.step()

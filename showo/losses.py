@@ -9,7 +9,7 @@ Batch forms accepted by ``showo_loss``:
 
 Per-task rule (each a token mean over that task's whole sub-batch, cross-entropy over the full vocabulary in
 float32). Every task's labels are first turned into targets aligned to the logit position that predicts
-them, so one dense cross-entropy call covers the whole batch (as cheap as a plain causal-LM loss):
+them; only those positions are kept (``gather_labelled``), so training can apply the LM head there alone:
 
 - ``t2i`` / ``c2i`` with the MTP objective: positions ``M+1 ..`` (SOI, the N image positions, EOI) with NO
   shift; SOI and EOI carry identity targets, so a row contributes #masked + 2 targets (official).
@@ -28,7 +28,8 @@ loss of 0. ``tokens_<task>`` is the denominator (e.g. #masked + 2 per t2i row).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -67,15 +68,6 @@ def aligned_targets(
     return out
 
 
-def _ce_rows(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Per-row sums of token cross-entropy (float32, full vocabulary; -100 ignored). One dense kernel call."""
-    flat = logits.reshape(-1, logits.shape[-1])
-    ce = F.cross_entropy(
-        flat if flat.dtype == torch.float32 else flat.float(), targets.reshape(-1), reduction="none"
-    )
-    return ce.view(targets.shape).sum(-1)
-
-
 def _groups(
     logits: torch.Tensor | Mapping[str, torch.Tensor],
     labels: torch.Tensor | Mapping[str, torch.Tensor],
@@ -104,6 +96,80 @@ def _groups(
     return [(logits, labels, spans)]
 
 
+@dataclass
+class Labelled:
+    """Logits at the positions that carry a target, in task order: ``logits [K, V]``, ``targets [K]``.
+
+    ``tasks`` lists ``(task, K_task)`` for every task with rows; ``anchor`` keeps a graph for an empty batch.
+    """
+
+    logits: torch.Tensor
+    targets: torch.Tensor
+    tasks: list[tuple[str, int]]
+    anchor: torch.Tensor
+
+    def by_task(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        parts = zip(
+            self.logits.split([n for _, n in self.tasks]), self.targets.split([n for _, n in self.tasks])
+        )
+        return {task: part for (task, _), part in zip(self.tasks, parts)}
+
+
+def gather_labelled(
+    states: torch.Tensor | Mapping[str, torch.Tensor],
+    labels: torch.Tensor | Mapping[str, torch.Tensor],
+    layout: Mapping[str, int] | None,
+    head: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    *,
+    max_text_len: int | None = None,
+    image_objective: str = "mtp",
+) -> Labelled:
+    """Pick the positions with a target and apply ``head`` (the LM head) there only.
+
+    ``states`` are logits (``head`` None) or final hidden states. The LM head over the unified vocabulary
+    is most of a small model's step, and most positions carry no target (unmasked image tokens, prompts,
+    padding), so training projects only the labelled positions: same loss, a fraction of the work.
+    """
+    picked, targets, tasks = [], [], []
+    anchor: torch.Tensor | None = None
+    for st, lb, spans in _groups(states, labels, layout):
+        if st.shape[:2] != lb.shape:
+            raise ShowoError(f"logits {tuple(st.shape)} do not match labels {tuple(lb.shape)}")
+        anchor = st if anchor is None else anchor
+        for task, row, n in spans:
+            if n == 0:
+                continue
+            aligned = aligned_targets(task, lb[row : row + n], max_text_len, image_objective)
+            keep = aligned != IGNORE
+            picked.append(st[row : row + n][keep])
+            targets.append(aligned[keep])
+            tasks.append((task, targets[-1].numel()))
+    if anchor is None:
+        raise ShowoError("the loss got an empty batch")
+    if not picked:
+        return Labelled(anchor.new_zeros(0, 0), torch.zeros(0, dtype=torch.long), [], anchor)
+    chosen = torch.cat(picked)
+    return Labelled(chosen if head is None else head(chosen), torch.cat(targets), tasks, anchor)
+
+
+def labelled_loss(labelled: Labelled, coeffs: Mapping[str, float] | None = None) -> dict[str, torch.Tensor]:
+    """Weighted sum of per-task token means (cross-entropy over the full vocabulary in float32)."""
+    coeffs = coeffs or {}
+    out: dict[str, torch.Tensor] = {}
+    total = labelled.anchor.sum() * 0.0  # keeps a graph so backward works on every rank
+    if labelled.tasks:
+        logits = labelled.logits
+        ce = F.cross_entropy(
+            logits if logits.dtype == torch.float32 else logits.float(), labelled.targets, reduction="none"
+        )
+        for (task, n), part in zip(labelled.tasks, ce.split([n for _, n in labelled.tasks])):
+            out[f"tokens_{task}"] = torch.tensor(n, device=ce.device)
+            out[f"loss_{task}"] = part.sum() / max(n, 1)  # 0 for rows without any target
+            total = total + coeffs.get(task, 1.0) * out[f"loss_{task}"]
+    out["loss"] = total
+    return out
+
+
 def showo_loss(
     logits: torch.Tensor | Mapping[str, torch.Tensor],
     labels: torch.Tensor | Mapping[str, torch.Tensor],
@@ -113,37 +179,8 @@ def showo_loss(
     max_text_len: int | None = None,
     image_objective: str = "mtp",
 ) -> dict[str, torch.Tensor]:
-    """Weighted sum of per-task token means; see the module docstring for batch forms and rules."""
-    coeffs = coeffs or {}
-    out: dict[str, torch.Tensor] = {}
-    total: torch.Tensor | None = None
-    anchor: torch.Tensor | None = None
-    for lg, lb, spans in _groups(logits, labels, layout):
-        if lg.shape[:2] != lb.shape:
-            raise ShowoError(f"logits {tuple(lg.shape)} do not match labels {tuple(lb.shape)}")
-        anchor = lg if anchor is None else anchor
-        spans = [s for s in spans if s[2] > 0]
-        if not spans:
-            continue
-        targets = torch.cat(
-            [aligned_targets(t, lb[r : r + n], max_text_len, image_objective) for t, r, n in spans]
-        )
-        row_ce = _ce_rows(lg, targets)  # spans cover every row of the group, in order
-        row_count = (targets != IGNORE).sum(-1)
-        first = 0
-        for task, _, n in spans:
-            count = row_count[first : first + n].sum()
-            loss_task = row_ce[first : first + n].sum() / count.clamp(
-                min=1
-            )  # 0 without targets; no host sync
-            out[f"tokens_{task}"] = count
-            out[f"loss_{task}"] = loss_task
-            term = coeffs.get(task, 1.0) * loss_task
-            total = term if total is None else total + term
-            first += n
-    if total is None:
-        if anchor is None:
-            raise ShowoError("the loss got an empty batch")
-        total = anchor.sum() * 0.0  # keeps a graph so backward works on every rank
-    out["loss"] = total
-    return out
+    """Weighted sum of per-task token means from full logits; see the module docstring for batch forms."""
+    picked = gather_labelled(
+        logits, labels, layout, max_text_len=max_text_len, image_objective=image_objective
+    )
+    return labelled_loss(picked, coeffs)

@@ -147,6 +147,19 @@ class ShowO(nn.Module):
             attention_mask = attention_mask.to(self.llm.get_input_embeddings().weight.dtype)
         return self.llm(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs).logits
 
+    def hidden_states(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The final (layer-normed) hidden states; ``self.llm.lm_head`` of them gives ``forward``'s logits.
+
+        Training applies the head only where a position has a target (``showo.losses.gather_labelled``).
+        """
+        if isinstance(attention_mask, torch.Tensor) and attention_mask.is_floating_point():
+            attention_mask = attention_mask.to(self.llm.get_input_embeddings().weight.dtype)
+        return self.llm.model(
+            input_ids=input_ids, attention_mask=attention_mask, use_cache=False
+        ).last_hidden_state
+
     def prompter(self, cond_dropout_prob: float = 0.0, max_frames: int = 1) -> Prompter:
         """A Prompter with this model's tokenizer, vocabulary and sizes."""
         if self.tokenizer is None:

@@ -2,8 +2,8 @@
 
 Rows arrive prompted from the loader workers (`showo.data`); here image tokens are masked on the device
 for the MTP objective, rows of equal length are concatenated into one forward pass (official layout
-[t2i | lm | mmu | ...]), and `showo.losses.showo_loss` weighs the per-task token means by the recipe's
-`loss_coeff`. Every random draw is seeded from (seed, rank, micro-batch index), so a resumed run
+[t2i | lm | mmu | ...]), the LM head is applied only where a position has a target, and
+`showo.losses.labelled_loss` weighs the per-task token means by the recipe's `loss_coeff`. Every random draw is seeded from (seed, rank, micro-batch index), so a resumed run
 reproduces the uninterrupted one step for step.
 """
 
@@ -20,7 +20,7 @@ from webdataset.utils import make_seed
 
 from showo.attention import omni_attention_mask
 from showo.errors import ShowoError
-from showo.losses import showo_loss
+from showo.losses import Labelled, gather_labelled, labelled_loss
 from showo.masking import mask_image_tokens
 from showo.model import ShowO
 from showo.objective import IMAGE_TASKS, attention_task
@@ -76,11 +76,9 @@ class ShowoModule(pl.LightningModule):
         seed = make_seed(self.recipe.run.seed, self.global_rank, micro_batch, 2)
         return torch.Generator(device=self.device).manual_seed(seed)
 
-    def forward_tasks(
-        self, rows: Mapping[str, tuple[torch.Tensor, torch.Tensor]]
-    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """One forward per row length (the classic tasks share L; multi-frame mixed rows are longer)."""
-        logits: dict[str, torch.Tensor] = {}
+    def task_hidden(self, rows: Mapping[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Final hidden states per task, one forward per row length (multi-frame mixed rows are longer)."""
+        hidden: dict[str, torch.Tensor] = {}
         by_length: dict[int, list[str]] = {}
         for task, (ids, _) in rows.items():
             by_length.setdefault(ids.shape[1], []).append(task)
@@ -92,26 +90,29 @@ class ShowoModule(pl.LightningModule):
                     for t in tasks
                 ]
             )
-            out = self.model(ids, mask)
-            for t, part in zip(tasks, out.split([rows[t][0].shape[0] for t in tasks])):
-                logits[t] = part
-        return logits, {t: lab for t, (_, lab) in rows.items()}
+            out = self.model.hidden_states(ids, mask)
+            hidden.update(zip(tasks, out.split([rows[t][0].shape[0] for t in tasks])))
+        return hidden
+
+    def losses(self, rows: Mapping[str, tuple[torch.Tensor, torch.Tensor]]) -> tuple[dict, Labelled]:
+        """The weighted Show-o loss (the LM head applied only at labelled positions) and what it scored."""
+        labelled = gather_labelled(
+            self.task_hidden(rows),
+            {t: lab for t, (_, lab) in rows.items()},
+            None,
+            self.model.llm.lm_head,
+            max_text_len=self.model.config.max_text_len,
+            image_objective=self.objective.image,
+        )
+        return labelled_loss(labelled, self.coeffs), labelled
 
     def training_step(self, batch: Mapping[str, Mapping[str, Any]], batch_idx: int) -> torch.Tensor:
         micro = int(next(iter(batch.values()))["step"])
         generator = self.generator(micro)
         rows = {t: self.mask_images(t, b["input_ids"], b["labels"], generator) for t, b in batch.items()}
-        logits, labels = self.forward_tasks(rows)
-        out = showo_loss(
-            logits,
-            labels,
-            None,
-            self.coeffs,
-            max_text_len=self.model.config.max_text_len,
-            image_objective=self.objective.image,
-        )
+        out, labelled = self.losses(rows)
         metrics = {k: v for k, v in out.items() if k.startswith("loss_")}
-        metrics.update(self.image_accuracy(logits, labels))
+        metrics.update(self.image_accuracy(labelled))
         self.log_dict({f"train/{k}": v.detach() for k, v in metrics.items()}, on_step=True, prog_bar=False)
         self.log("train/loss", out["loss"].detach(), on_step=True, prog_bar=True)
         scheduler = self.lr_schedulers()
@@ -119,17 +120,13 @@ class ShowoModule(pl.LightningModule):
             self.log("train/lr", float(scheduler.get_last_lr()[0]), on_step=True)
         return out["loss"]
 
-    def image_accuracy(self, logits: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor]) -> dict:
-        """Accuracy on the masked image tokens (MTP) or the image tokens (AR) of each image task."""
+    def image_accuracy(self, labelled: Labelled) -> dict:
+        """Accuracy on the image-token targets (masked under MTP) of each image task."""
         acc = {}
-        for task in logits.keys() & set(IMAGE_TASKS):
-            lab = labels[task]
-            lg = logits[task]
-            if self.objective.image == "ar" and task != "mixed":
-                lg, lab = lg[:, :-1], lab[:, 1:]
-            target = self.vocab.is_image(lab) & (lab != -100)
-            if target.any():
-                acc[f"acc_{task}"] = (lg[target].argmax(-1) == lab[target]).float().mean()
+        for task, (logits, targets) in labelled.by_task().items():
+            image = self.vocab.is_image(targets)
+            if task in IMAGE_TASKS and image.any():
+                acc[f"acc_{task}"] = (logits[image].detach().argmax(-1) == targets[image]).float().mean()
         return acc
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:

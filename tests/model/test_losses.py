@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from showo.errors import ShowoError
-from showo.losses import showo_loss
+from showo.losses import gather_labelled, labelled_loss, showo_loss
 from showo.masking import mask_image_tokens
 from showo.objective import attention_task, t2i_batch
 from showo.prompting import Prompter
@@ -130,3 +130,26 @@ def test_errors(batch):
         showo_loss(logits[:3], t2i[1], {"t2i": 2}, max_text_len=M)
     with pytest.raises(ShowoError):
         showo_loss(logits[:3], t2i[1], {"x2y": 3}, max_text_len=M)
+
+
+def test_head_at_labelled_positions_equals_the_dense_loss(batch):
+    """Training's path (head applied only where a target is) against the loss over full logits."""
+    _, _, _, t2i, lm, mmu, logits = batch
+    hidden = torch.randn(
+        7, logits.shape[1], 16, generator=torch.Generator().manual_seed(4), requires_grad=True
+    )
+    head = torch.nn.Linear(16, logits.shape[-1])
+    labels = {"t2i": t2i[1], "lm": lm[1], "mmu": mmu[1]}
+    states = dict(zip(labels, hidden.split([3, 2, 2])))
+    coeffs = {"lm": 0.1}
+    dense = showo_loss({t: head(s) for t, s in states.items()}, labels, None, coeffs, max_text_len=M)
+    picked = gather_labelled(states, labels, None, head, max_text_len=M)
+    sparse = labelled_loss(picked, coeffs)
+    assert picked.logits.shape[0] == sum(int(dense[f"tokens_{t}"]) for t in labels) < hidden.shape[:2].numel()
+    for key in dense:
+        assert torch.allclose(dense[key].float(), sparse[key].float(), atol=1e-6), key
+    (grad_dense,) = torch.autograd.grad(dense["loss"], hidden)
+    (grad_sparse,) = torch.autograd.grad(sparse["loss"], hidden)
+    assert torch.allclose(grad_dense, grad_sparse, atol=1e-7)
+    targets = picked.by_task()["t2i"][1]
+    assert torch.equal(targets, t2i[1][:, M + 1 :][t2i[1][:, M + 1 :] != -100])

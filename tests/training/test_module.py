@@ -6,6 +6,8 @@ import copy
 
 import torch
 
+from showo.attention import omni_attention_mask
+from showo.losses import showo_loss
 from showo.recipe import load_recipe
 from showo.training.module import ShowoModule
 from tests.fixtures.model import TINY_MAX_TEXT_LEN
@@ -47,3 +49,27 @@ def test_masking_touches_only_image_tokens_and_is_seeded_by_the_batch_index(
     # understanding rows are never masked
     mmu_ids, mmu_labels = prompter.mmu(images, ["USER: \nDescribe. ASSISTANT: a"] * 3)
     assert torch.equal(module.mask_images("mmu", mmu_ids, mmu_labels, module.generator(1))[0], mmu_ids)
+
+
+def test_losses_match_the_dense_logits_of_the_whole_model(
+    tmp_path, tiny_showo, tiny_llm_dir, image_tokenizer_dir, shards
+):
+    """The module's head-at-labelled-positions loss equals showo_loss over ShowO.forward's full logits."""
+    recipe = load_recipe(
+        write_recipe(tmp_path / "r.yaml", recipe_dict(tmp_path, tiny_llm_dir, image_tokenizer_dir, shards))
+    )
+    module = ShowoModule(copy.deepcopy(tiny_showo), recipe)
+    vocab, prompter = tiny_showo.vocab, tiny_showo.prompter()
+    images = vocab.codes_to_ids(torch.randint(0, vocab.codebook_size, (3, N_TOKENS)))
+    t2i = module.mask_images(
+        "t2i", *prompter.t2i(["a red circle", "two stars", ""], images, images), module.generator(0)
+    )
+    rows = {"t2i": t2i, "mmu": prompter.mmu(images[:2], ["USER: \nDescribe. ASSISTANT: a red circle"] * 2)}
+    out, labelled = module.losses(rows)
+    logits = {t: module.model(ids, omni_attention_mask(ids, vocab, t)) for t, (ids, _) in rows.items()}
+    dense = showo_loss(logits, {t: lab for t, (_, lab) in rows.items()}, None, module.coeffs, max_text_len=M)
+    for key in ("loss", "loss_t2i", "loss_mmu"):
+        assert torch.allclose(out[key], dense[key], atol=1e-5), key
+    acc = module.image_accuracy(labelled)["acc_t2i"]
+    target = vocab.is_image(t2i[1])
+    assert torch.isclose(acc, (logits["t2i"][target].argmax(-1) == t2i[1][target]).float().mean())
