@@ -52,10 +52,11 @@ class TemplateCaptioner(Captioner):
         return list(templates)
 
 
-class HFCaptioner(Captioner):
-    """`hf:PATH`: a local transformers image-to-text model directory (e.g. a VisionEncoderDecoderModel
-    saved with its image processor and tokenizer), run batched with greedy decoding."""
+class _ModelCaptioner(Captioner):
+    """A model directory that writes new captions; its id pins the directory's name and weights, so every
+    recaption records which model wrote it."""
 
+    scheme = ""
     needs_caption = False
     needs_rgb = True
 
@@ -66,6 +67,22 @@ class HFCaptioner(Captioner):
         max_new_tokens: int = 48,
         device: torch.device | None = None,
     ):
+        self._load(path, prompt, device)
+        self.max_new_tokens = max_new_tokens
+        self.id = f"{self.scheme}:{Path(path).resolve().name}@{_directory_hash(Path(path))}"
+
+    def _load(self, path: str, prompt: str | None, device: torch.device | None) -> None:
+        """Sets `prompt` as well: each model has its own default for it."""
+        raise NotImplementedError
+
+
+class HFCaptioner(_ModelCaptioner):
+    """`hf:PATH`: a local transformers image-to-text model directory (e.g. a VisionEncoderDecoderModel
+    saved with its image processor and tokenizer), run batched with greedy decoding."""
+
+    scheme = "hf"
+
+    def _load(self, path: str, prompt: str | None, device: torch.device | None) -> None:
         directory = Path(path)
         if not (directory / "config.json").is_file():
             raise ShowoError(f"hf captioner {path} is not a transformers model directory (no config.json)")
@@ -80,8 +97,6 @@ class HFCaptioner(Captioner):
         except (OSError, ValueError, KeyError) as err:
             raise ShowoError(f"hf captioner {path} could not be loaded: {err}") from None
         self.prompt = prompt
-        self.max_new_tokens = max_new_tokens
-        self.id = f"hf:{directory.resolve().name}@{_directory_hash(directory)}"
 
     def recaption(self, images, templates):
         pictures = [Image.fromarray(frames[0]) for frames in images]
@@ -99,26 +114,17 @@ class HFCaptioner(Captioner):
         return [text.strip() for text in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
 
 
-class ShowoCaptioner(Captioner):
+class ShowoCaptioner(_ModelCaptioner):
     """`showo:PATH`: a Show-o checkpoint directory (ours or exported, with its `image_tokenizer/`) answers
     `prompt` about each original image, encoded with the checkpoint's own tokenizer at its resolution."""
 
-    needs_caption = False
-    needs_rgb = True
+    scheme = "showo"
 
-    def __init__(
-        self,
-        path: str,
-        prompt: str | None = None,
-        max_new_tokens: int = 48,
-        device: torch.device | None = None,
-    ):
+    def _load(self, path: str, prompt: str | None, device: torch.device | None) -> None:
         from showo.sampling.pipeline import load_pipeline
 
         self.pipe = load_pipeline(path, device=None if device is None else str(device))
         self.prompt = prompt or SHOWO_DEFAULT_PROMPT
-        self.max_new_tokens = max_new_tokens
-        self.id = f"showo:{Path(path).resolve().name}@{_directory_hash(Path(path))}"
 
     def recaption(self, images, templates):
         from showo.sampling import understand

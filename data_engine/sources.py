@@ -198,18 +198,14 @@ class PairsSource(Source):
         return None
 
 
-class JsonlSource(Source):
-    """`jsonl:FILE`: one `{"image": path, "caption": text}` per line; paths relative to --image-root
-    (default: the file's directory)."""
+class _JsonLinesSource(Source):
+    """A JSON-lines file indexed by line offsets, so each unit reads only its own lines."""
 
-    kind = "jsonl"
-
-    def __init__(self, path: str, image_root: str | None = None):
+    def __init__(self, path: str):
         file = Path(path)
         if not file.is_file():
-            raise ShowoError(f"jsonl source {path} is not a file")
+            raise ShowoError(f"{self.kind} source {path} is not a file")
         super().__init__(str(file.resolve()), file.stem)
-        self.image_root = str(Path(image_root).resolve()) if image_root else str(file.resolve().parent)
         self.offsets = _line_offsets(file)
 
     def __len__(self) -> int:
@@ -218,9 +214,25 @@ class JsonlSource(Source):
     def fingerprint(self) -> str:
         return _digest_file(Path(self.path))
 
-    def samples(self, unit: Unit, resolution: int) -> Iterator[RawSample]:
+    def _records(self, unit: Unit) -> Iterator[tuple[int, int, object]]:
+        """(position in the unit, line index in the file, parsed record or `Reject`)."""
         lines = list(enumerate(self.offsets))[unit.start : unit.stop]
         for position, (number, record) in enumerate(_read_lines(Path(self.path), lines)):
+            yield position, number, record
+
+
+class JsonlSource(_JsonLinesSource):
+    """`jsonl:FILE`: one `{"image": path, "caption": text}` per line; paths relative to --image-root
+    (default: the file's directory)."""
+
+    kind = "jsonl"
+
+    def __init__(self, path: str, image_root: str | None = None):
+        super().__init__(path)
+        self.image_root = str(Path(image_root).resolve()) if image_root else str(Path(self.path).parent)
+
+    def samples(self, unit: Unit, resolution: int) -> Iterator[RawSample]:
+        for position, number, record in self._records(unit):
             sample = RawSample(position, f"line {number + 1}", "image_text")
             try:
                 if isinstance(record, Reject):
@@ -370,27 +382,13 @@ class ImageFolderSource(Source):
             yield sample
 
 
-class TextSource(Source):
+class TextSource(_JsonLinesSource):
     """`text:FILE.jsonl`: the language-modelling stream, one `{"text": ...}` per line."""
 
     kind = "text"
 
-    def __init__(self, path: str):
-        file = Path(path)
-        if not file.is_file():
-            raise ShowoError(f"text source {path} is not a file")
-        super().__init__(str(file.resolve()), file.stem)
-        self.offsets = _line_offsets(file)
-
-    def __len__(self) -> int:
-        return len(self.offsets)
-
-    def fingerprint(self) -> str:
-        return _digest_file(Path(self.path))
-
     def samples(self, unit: Unit, resolution: int) -> Iterator[RawSample]:
-        lines = list(enumerate(self.offsets))[unit.start : unit.stop]
-        for position, (number, record) in enumerate(_read_lines(Path(self.path), lines)):
+        for position, number, record in self._records(unit):
             sample = RawSample(position, f"line {number + 1}", "lm")
             text = (
                 record
