@@ -25,12 +25,12 @@ from showo.errors import ShowoError
 
 STAGES: tuple[str, ...] = ("stage1", "stage2", "stage3", "stage512", "instruct")
 # shard directory name -> (embedded source kind, resolution, inputs). Counts cover what the tiny stages
-# draw (shapes-128: stage512 reads at most 100 steps x 8 rows; instruct 200 x 6; keyframes 200 x 2), so
-# encoding stays a small part of the demo; None = the source's natural size (2,048 shapes scenes).
+# draw (shapes-128: stage512 reads 20 steps x 8 rows; instruct 150 x 6; keyframes 150 x 2), so encoding
+# stays a small part of the demo; None = the source's natural size (2,048 shapes scenes).
 STREAMS: dict[str, tuple[str, int, int | None]] = {
     "digits-64": ("digits", 64, None),
     "shapes-64": ("shapes", 64, None),
-    "shapes-128": ("shapes", 128, 512),
+    "shapes-128": ("shapes", 128, 256),
     "text": ("text", 64, None),
     "shapes-instruct-64": ("shapes-instruct", 64, 1024),
     "shapes-keyframes-64": ("shapes-keyframes", 64, 256),
@@ -49,7 +49,7 @@ GOALS: dict[str, tuple[str, float]] = {
     "pope-mini": ("accuracy", 0.8),
 }
 RECIPE_DIR = Path("recipes/tiny")
-TOKENIZER_RECIPE = Path("recipes/tokenizer/tiny.yaml")
+TOKENIZER_RECIPE = Path("recipes/tokenizer/demo.yaml")
 SHIPPED_PREFIX = "demo_out/"
 
 
@@ -65,7 +65,11 @@ class Budget:
     tokenizer_overrides: tuple[str, ...] = ()
     shard_limit: int | None = None
     stage_overrides: tuple[str, ...] = ()
-    suite_settings: dict = field(default_factory=dict)
+    # Fewer samples than the suites' defaults (recorded in every result): one image per geneval-mini
+    # prompt (96) instead of four, pope-mini on 50 held-out images (3 splits, ~600 questions).
+    suite_settings: dict = field(
+        default_factory=lambda: {"samples_per_prompt": 1, "pope_images": 50, "caption_images": 32}
+    )
     sheet_steps: int = 12
     sheet_tokens: int = 32
     scale: float = 1.0

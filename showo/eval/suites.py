@@ -116,26 +116,33 @@ def generate_images(loaded: Loaded, prompts: Sequence[str], settings: SuiteSetti
 
 
 @torch.no_grad()
-def answer(
-    loaded: Loaded,
-    images: Sequence[Image.Image],
-    questions: Sequence[str],
-    max_new_tokens: int,
-    batch_size: int,
-) -> list[str]:
-    """Greedy answers to one question per image."""
-    from showo.sampling import understand
+def encode_images(loaded: Loaded, images: Sequence[Image.Image], batch_size: int) -> torch.Tensor:
+    """Unified image ids [n, N] through the Show-o transform and the image tokenizer, batched."""
     from showo.tokenizer.transform import showo_transform
 
+    out = []
+    for batch in _batches(list(images), batch_size):
+        pixels = torch.stack([showo_transform(image, loaded.resolution)[0] for image in batch])
+        out.append(loaded.image_tokenizer.encode(pixels.to(resolve_device())))
+    return torch.cat(out) + loaded.model.vocab.image_offset
+
+
+@torch.no_grad()
+def answer(
+    loaded: Loaded, image_ids: torch.Tensor, questions: Sequence[str], max_new_tokens: int, batch_size: int
+) -> list[str]:
+    """Greedy answers to one question per image (unified ids from `encode_images`)."""
+    from showo.sampling import understand
+
     out: list[str] = []
-    pairs = list(zip(images, questions))
-    for batch in tqdm(_batches(pairs, batch_size), desc="answer", leave=False):
-        pixels = torch.stack([showo_transform(image, loaded.resolution)[0] for image, _ in batch])
-        codes = loaded.image_tokenizer.encode(pixels.to(resolve_device()))
-        image_ids = codes + loaded.model.vocab.image_offset
+    for start in tqdm(range(0, len(questions), batch_size), desc="answer", leave=False):
         out.extend(
             understand.decode(
-                loaded.model, loaded.prompter, image_ids, [q for _, q in batch], max_new_tokens=max_new_tokens
+                loaded.model,
+                loaded.prompter,
+                image_ids[start : start + batch_size],
+                list(questions[start : start + batch_size]),
+                max_new_tokens=max_new_tokens,
             )
         )
     return out
@@ -164,12 +171,16 @@ def _digits(loaded: Loaded, settings: SuiteSettings) -> tuple[dict, list[Image.I
 
 
 def _pope(loaded: Loaded, settings: SuiteSettings) -> dict:
+    indices = sorted({q.image_index for q in pope_mini.questions("random", settings.pope_images)})
+    images = [pope_mini.image(i, loaded.resolution) for i in indices]
+    ids = encode_images(loaded, images, settings.batch_size)  # each image once, shared by the splits
+    row = {index: n for n, index in enumerate(indices)}
     results = {}
     for split in pope_mini.SPLITS:
         qs = pope_mini.questions(split, settings.pope_images)
-        images = [pope_mini.image(q.image_index, loaded.resolution) for q in qs]
+        picked = ids[torch.tensor([row[q.image_index] for q in qs], device=ids.device)]
         answers = answer(
-            loaded, images, [q.question for q in qs], settings.answer_tokens, settings.batch_size
+            loaded, picked, [q.question for q in qs], settings.answer_tokens, settings.batch_size
         )
         results[split] = pope_mini.score(answers, qs)
         results[split]["examples"] = [[q.question, a] for q, a in list(zip(qs, answers))[:5]]
@@ -180,9 +191,11 @@ def _pope(loaded: Loaded, settings: SuiteSettings) -> dict:
 
 def _caption(loaded: Loaded, settings: SuiteSettings) -> dict:
     items = caption_mini.items(settings.caption_images)
-    images = [caption_mini.image(item, loaded.resolution) for item in items]
+    ids = encode_images(
+        loaded, [caption_mini.image(item, loaded.resolution) for item in items], settings.batch_size
+    )
     captions = answer(
-        loaded, images, [caption_mini.PROMPT] * len(items), settings.caption_tokens, settings.batch_size
+        loaded, ids, [caption_mini.PROMPT] * len(items), settings.caption_tokens, settings.batch_size
     )
     result = caption_mini.score(captions, [item.scene for item in items])
     result["examples"] = [[shapes.caption(i.scene), c] for i, c in list(zip(items, captions))[:8]]
