@@ -24,10 +24,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 setup: $(STAMP)
 
-# The end-to-end demo (showo/demo.py). DEMO_ARGS scales every training budget. The default 0.2 took
-# 74 minutes on a shared, loaded 2-core machine (3,059 CPU-s); `make demo DEMO_ARGS=` runs the full tiny
-# budget (several times longer).
-DEMO_ARGS ?= --scale 0.2
+# The end-to-end demo (showo/demo.py): ~15 minutes on 2 idle cores. DEMO_ARGS is passed through, e.g.
+# `make demo DEMO_ARGS="--scale 3"` trains every stage three times longer.
+DEMO_ARGS ?=
 demo: setup
 	$(BIN)/python -m showo.demo $(DEMO_ARGS)
 

@@ -119,6 +119,18 @@ def test_tiny_recipes_are_cpu_scale():
         assert r.model.image_grid == grid and r.data.resolution == grid[0] * 4
 
 
+def test_tiny_chain_matches_the_tokenizer_the_demo_trains():
+    """recipes/tiny read demo_out/tokenizer, which recipes/tokenizer/demo.yaml exports: same codes, same grid."""
+    tokenizer = _load("recipes/tokenizer/demo.yaml")
+    assert tokenizer.export_dir == "demo_out/tokenizer"
+    assert _load("recipes/tokenizer/tiny.yaml").export_dir != tokenizer.export_dir
+    downsample = 2 ** (len(tokenizer.model.ch_mult) - 1)
+    for stage in STAGES:
+        r = _load(f"recipes/tiny/{stage}.yaml")
+        assert r.model.codebook_size == 2**tokenizer.model.z_channels == 1024
+        assert r.model.image_grid[0] * downsample == r.data.resolution
+
+
 def test_stage_chains_name_the_previous_stage_run_dir():
     for scale, prefix in (("tiny", "tiny"), ("showo", "showo")):
         run_dirs = {stage: _load(f"recipes/{scale}/{stage}.yaml").run_dir for stage in STAGES}
