@@ -335,6 +335,7 @@ class Demo:
             "pope-mini f1": self.results["pope-mini"]["scores"].get("f1"),
             "tokenizer photos psnr": self.results["tokenizer"]["scores"]["photos"].get("psnr"),
             "tokenizer photos ssim": self.results["tokenizer"]["scores"]["photos"].get("ssim"),
+            "tokenizer shapes detector": self.results["tokenizer"]["scores"]["shapes"].get("detector_exact"),
         }
         return {
             "budget": self.plan.name,

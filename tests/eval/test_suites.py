@@ -3,9 +3,11 @@ generations reproducible; reconstruction metrics against a hand computation."""
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from showo.embedded import photos, shapes
 from showo.errors import ShowoError
@@ -83,3 +85,20 @@ def test_tokenizer_suite_and_metrics(model_dir, tiny_image_tokenizer):
         suites.run_suite(model_dir, "mmmu")
     with pytest.raises(ShowoError):
         suites.run_suite(model_dir / "missing", "digits")
+
+
+def test_tokenizer_suite_reports_the_detector_ceiling(model_dir, monkeypatch):
+    """detector_exact: a lossless round trip is read (nearly) always, a blank one never."""
+    tokenizer_dir = model_dir / suites.IMAGE_TOKENIZER_DIR
+    settings = replace(TINY, heldout_shapes=20)
+    monkeypatch.setattr(suites, "round_trip", lambda tok, image, res: (image, image))
+    assert (
+        suites.run_suite(tokenizer_dir, "tokenizer", None, settings)["scores"]["shapes"]["detector_exact"]
+        >= 0.95
+    )
+    blank = Image.new("RGB", (64, 64), shapes.BACKGROUND)
+    monkeypatch.setattr(suites, "round_trip", lambda tok, image, res: (image, blank))
+    assert (
+        suites.run_suite(tokenizer_dir, "tokenizer", None, settings)["scores"]["shapes"]["detector_exact"]
+        == 0.0
+    )
