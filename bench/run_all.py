@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
-SKIP = {"run_all", "__init__"}
+SKIP = {"run_all", "__init__", "common"}  # common: shared helpers, not a benchmark
 
 
 def benchmarks(only: list[str] | None = None) -> list[str]:

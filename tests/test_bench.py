@@ -1,0 +1,26 @@
+"""`make bench` collects exactly the runnable benchmarks: every script it lists is a program, every program is listed."""
+
+from pathlib import Path
+
+import pytest
+
+from bench import run_all
+
+BENCH = Path(run_all.__file__).resolve().parent
+
+
+def test_run_all_lists_every_benchmark_program_and_nothing_else():
+    programs = sorted(
+        p.stem
+        for p in BENCH.glob("*.py")
+        if p.stem != "run_all" and '__name__ == "__main__"' in p.read_text()
+    )
+    assert run_all.benchmarks() == programs and "common" not in programs
+    assert run_all.benchmarks(["model"]) == ["model"]
+    with pytest.raises(SystemExit, match="unknown benchmark"):
+        run_all.benchmarks(["nope"])
+
+
+def test_last_json_line_skips_progress_output():
+    assert run_all.last_json_line('progress 10%\n{"a": 1}\n[bench] done\n') == {"a": 1}
+    assert run_all.last_json_line("no json here") is None
