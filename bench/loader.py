@@ -1,7 +1,7 @@
 """Input pipeline headroom: samples/s the training loader delivers vs samples/s the training step consumes.
 
-Tiny stage-2 recipe (recipes/tiny/stage2.yaml: t2i 8 + lm 4 + mmu 8 rows per step, 16x16 codes, M = 32) over
-synthetic shards that follow the shard contract, and a tiny LLM built on the fly. Both sides run on the same
+Tiny stage-2 recipe (recipes/tiny/stage2.yaml: t2i 8 + lm 2 + mmu 8 rows per step, 16x16 codes, M = 32) over
+synthetic shards that follow the shard contract, and the demo's tiny LLM built on the fly. Both sides run on the same
 combined batches: the loader (webdataset streams, tokenization and prompting in the workers, CombinedLoader)
 with the recipe's workers and with none, and the training step (device masking, omni-attention masks,
 forward, losses, backward, AdamW step). Prints one JSON line; the goal is loader/step >= 20.
@@ -23,6 +23,7 @@ import torch
 import webdataset as wds
 
 from showo.data.datamodule import ShowoDataModule
+from showo.demo import budget
 from showo.recipe import load_recipe
 from showo.tiny_llm import build_tiny_llm
 from showo.training.init import build_model
@@ -99,7 +100,8 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        llm = build_tiny_llm(tmp / "llm", corpus())
+        demo = budget("full")  # the LLM the demo trains, so the step rate is the tiny stage's own
+        llm = build_tiny_llm(tmp / "llm", corpus(), vocab_size=demo.llm_vocab, **demo.llm)
         base = load_recipe(REPO / "recipes" / "tiny" / "stage2.yaml")
         shards = write_shards(tmp / "shards", base.model.codebook_size, base.model.num_image_tokens)
         overrides = [
