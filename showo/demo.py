@@ -409,7 +409,7 @@ def write_sheet(
     for suite in ("digits", "geneval-mini"):
         path = eval_dir / f"{suite}.png"
         if path.is_file():
-            grid = Image.open(path).convert("RGB")  # the first rows only: geneval-mini has 384 images
+            grid = Image.open(path).convert("RGB")  # the first rows only: geneval-mini has 96-384 images
             top = grid.crop((0, 0, grid.width, min(grid.height, 4 * (pipe.resolution + 2))))
             rows.append((f"{suite} generations (first rows of eval/{suite}.png)", top))
     cells = [_labelled(im, f"held-out: {p}") for im, p in zip(images, prompts)]

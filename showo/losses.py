@@ -147,7 +147,9 @@ def gather_labelled(
     if anchor is None:
         raise ShowoError("the loss got an empty batch")
     if not picked:
-        return Labelled(anchor.new_zeros(0, 0), torch.zeros(0, dtype=torch.long), [], anchor)
+        return Labelled(
+            anchor.new_zeros(0, 0), torch.zeros(0, dtype=torch.long, device=anchor.device), [], anchor
+        )
     chosen = torch.cat(picked)
     return Labelled(chosen if head is None else head(chosen), torch.cat(targets), tasks, anchor)
 

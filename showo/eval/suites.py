@@ -264,6 +264,7 @@ def run_suite(
         from showo.sampling.images import make_grid
 
         Path(sheet).parent.mkdir(parents=True, exist_ok=True)
-        ncol = settings.samples_per_prompt if name == "geneval-mini" else settings.samples_per_class
+        per_prompt = settings.samples_per_prompt  # geneval-mini: whole prompts per row, about 8 images
+        ncol = per_prompt * max(1, 8 // per_prompt) if name == "geneval-mini" else settings.samples_per_class
         make_grid(images, ncol=ncol).save(sheet, format="PNG")
     return result
