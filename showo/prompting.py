@@ -20,7 +20,8 @@ Layouts (P = [PAD], ``text`` = the tokenized text):
   no BOS, ``<image>`` removed), right-padded/cut to M; labels only on the answers and their [eos].
   Turns are tokenized segment by segment, which for byte-level BPE equals tokenizing the joined text.
 - ``mmu_gen``: ``P.. [mmu][soi] img [eoi][bos] "USER: \\n{q} ASSISTANT:"``, LEFT-padded to L so every row
-  ends at the same position for batched decoding (text kept to its last M tokens).
+  ends at the same position for batched decoding (text kept to its last M tokens); with
+  ``template="instruct"`` the text is the instruction-tuning form ``"USER: {q} ASSISTANT:"`` without BOS.
 - ``mixed`` (our design; the official code has no training layout for it):
   ``[lvg][bos] cap_1 [soi] img_1 [eoi] cap_2 [soi] img_2 [eoi] ... [eos] P..`` with length
   ``M + 1 + F * (N + 2)`` for ``F = max_frames`` (= L when F = 1); the text (bos, captions, eos, pads) shares
@@ -42,6 +43,8 @@ from showo.errors import ShowoError
 from showo.vocab import UnifiedVocab
 
 IGNORE = -100
+# Understanding prompts for decoding (`Prompter.mmu_gen`): the captioning rows' form or the instruction-tuning one.
+PROMPT_TEMPLATES = ("mmu", "instruct")
 
 
 def _as_rows(x: torch.Tensor | Sequence, n: int, name: str) -> list[list[int]]:
@@ -202,14 +205,30 @@ class Prompter:
             labels.append((lab + [IGNORE] * m)[:m])
         return self._mmu_rows(image_ids, blocks, labels)
 
-    def mmu_gen(self, image_ids: torch.Tensor, questions: Sequence[str]) -> torch.Tensor:
-        """Left-padded understanding prompts for decoding (§6.3); generated tokens follow position L-1."""
+    def mmu_gen(
+        self, image_ids: torch.Tensor, questions: Sequence[str], template: str = "mmu"
+    ) -> torch.Tensor:
+        """Left-padded understanding prompts for decoding (§6.3); generated tokens follow position L-1.
+
+        ``template``: ``"mmu"`` is the official VQ inference prompt (``[bos] "USER: \\n{q} ASSISTANT:"``, the
+        captioning rows' form); ``"instruct"`` is the instruction-tuning form (``"USER: {q} ASSISTANT:"``, no
+        BOS). The official code prompts instruction-tuned models with the first (§6.3 notes the mismatch),
+        which a tiny model does not survive; an evaluation records which one it used.
+        """
+        if template not in PROMPT_TEMPLATES:
+            raise ShowoError(
+                f"unknown prompt template {template!r}; expected one of {', '.join(PROMPT_TEMPLATES)}"
+            )
         self._check_batch(questions, image_ids)
         v, m = self.vocab, self.max_text_len
         rows = []
-        prompts = self.tokenize([f"USER: \n{q} ASSISTANT:" for q in questions])
-        for img, q in zip(_as_rows(image_ids, self.num_image_tokens, "image_ids"), prompts):
-            text = [v.bos_id, *q[len(q) - (m - 1) :]] if len(q) >= m else [v.bos_id, *q]
+        if template == "mmu":  # BOS, then the question's last M-1 tokens
+            prompts = self.tokenize([f"USER: \n{q} ASSISTANT:" for q in questions])
+            texts = [[v.bos_id, *q[max(0, len(q) - (m - 1)) :]] for q in prompts]
+        else:
+            prompts = self.tokenize([f"USER: {q.strip()} ASSISTANT:" for q in questions])
+            texts = [q[max(0, len(q) - m) :] for q in prompts]
+        for img, text in zip(_as_rows(image_ids, self.num_image_tokens, "image_ids"), texts):
             rows.append([v.pad_id] * (m - len(text)) + [v.mmu_id, v.soi_id, *img, v.eoi_id, *text])
         return torch.tensor(rows, dtype=torch.long)
 

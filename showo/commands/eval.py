@@ -31,6 +31,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--temperature", type=float, default=None, help="remasking temperature (pinned 1.0)")
     parser.add_argument("--seed", type=int, default=None, help="sampler seed (pinned 0)")
     parser.add_argument("--batch-size", type=int, default=None, help="images per forward batch (pinned 16)")
+    parser.add_argument(
+        "--prompt-template",
+        default=None,
+        help="understanding prompt: mmu (official inference form, pinned) or instruct (instruction-tuning form)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -40,13 +45,14 @@ def settings_from_args(args: argparse.Namespace):
 
     from showo.errors import ShowoError
     from showo.eval.suites import SUITES, SuiteSettings
+    from showo.prompting import PROMPT_TEMPLATES
     from showo.sampling.maskgit import check_settings
 
     if args.suite not in SUITES:
         raise ShowoError(f"unknown eval suite {args.suite!r}; expected one of {', '.join(SUITES)}")
     changes = {
         key: value
-        for key in ("steps", "guidance", "temperature", "seed", "batch_size")
+        for key in ("steps", "guidance", "temperature", "seed", "batch_size", "prompt_template")
         if (value := getattr(args, key)) is not None
     }
     settings = replace(SuiteSettings(), **changes)
@@ -54,6 +60,10 @@ def settings_from_args(args: argparse.Namespace):
         raise ShowoError(f"--batch-size must be at least 1, got {settings.batch_size}")
     if settings.temperature < 0:
         raise ShowoError(f"--temperature must not be negative, got {settings.temperature}")
+    if settings.prompt_template not in PROMPT_TEMPLATES:
+        raise ShowoError(
+            f"--prompt-template must be one of {', '.join(PROMPT_TEMPLATES)}, got {settings.prompt_template!r}"
+        )
     check_settings(settings.steps, settings.guidance, "maskgit")
     return settings
 

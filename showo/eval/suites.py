@@ -54,6 +54,9 @@ class SuiteSettings:
     caption_tokens: int = 32
     heldout_shapes: int = 32
     resolution: int | None = None
+    # Understanding prompt form (`Prompter.mmu_gen`): "mmu", the official inference prompt, or "instruct",
+    # the form instruction tuning teaches.
+    prompt_template: str = "mmu"
 
 
 @dataclass
@@ -130,7 +133,12 @@ def encode_images(loaded: Loaded, images: Sequence[Image.Image], batch_size: int
 
 @torch.no_grad()
 def answer(
-    loaded: Loaded, image_ids: torch.Tensor, questions: Sequence[str], max_new_tokens: int, batch_size: int
+    loaded: Loaded,
+    image_ids: torch.Tensor,
+    questions: Sequence[str],
+    max_new_tokens: int,
+    batch_size: int,
+    template: str = "mmu",
 ) -> list[str]:
     """Greedy answers to one question per image (unified ids from `encode_images`)."""
     from showo.sampling import understand
@@ -144,6 +152,7 @@ def answer(
                 image_ids[start : start + batch_size],
                 list(questions[start : start + batch_size]),
                 max_new_tokens=max_new_tokens,
+                template=template,
             )
         )
     return out
@@ -181,7 +190,12 @@ def _pope(loaded: Loaded, settings: SuiteSettings) -> dict:
         qs = pope_mini.questions(split, settings.pope_images)
         picked = ids[torch.tensor([row[q.image_index] for q in qs], device=ids.device)]
         answers = answer(
-            loaded, picked, [q.question for q in qs], settings.answer_tokens, settings.batch_size
+            loaded,
+            picked,
+            [q.question for q in qs],
+            settings.answer_tokens,
+            settings.batch_size,
+            settings.prompt_template,
         )
         results[split] = pope_mini.score(answers, qs)
         results[split]["examples"] = [[q.question, a] for q, a in list(zip(qs, answers))[:5]]
@@ -196,7 +210,12 @@ def _caption(loaded: Loaded, settings: SuiteSettings) -> dict:
         loaded, [caption_mini.image(item, loaded.resolution) for item in items], settings.batch_size
     )
     captions = answer(
-        loaded, ids, [caption_mini.PROMPT] * len(items), settings.caption_tokens, settings.batch_size
+        loaded,
+        ids,
+        [caption_mini.PROMPT] * len(items),
+        settings.caption_tokens,
+        settings.batch_size,
+        settings.prompt_template,
     )
     result = caption_mini.score(captions, [item.scene for item in items])
     result["examples"] = [[shapes.caption(i.scene), c] for i, c in list(zip(items, captions))[:8]]

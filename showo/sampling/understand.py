@@ -81,12 +81,16 @@ def decode_ids(
     generator: torch.Generator | None = None,
     use_cache: bool = True,
     progress: bool = False,
+    template: str = "mmu",
 ) -> list[list[int]]:
-    """Generated text ids per row, up to (not including) end of text. image_ids: unified ids [B,N]."""
+    """Generated text ids per row, up to (not including) end of text. image_ids: unified ids [B,N].
+
+    ``template``: the prompt form (``Prompter.mmu_gen``): "mmu" (official) or "instruct".
+    """
     check_sampling(temperature, top_k, top_p)
     vocab = model.vocab
     device = next(model.parameters()).device
-    ids = prompter.mmu_gen(image_ids, list(questions)).to(device)
+    ids = prompter.mmu_gen(image_ids, list(questions), template).to(device)
     if use_cache:
         mask = omni_attention_mask(ids, vocab, "mmu", dtype=model_dtype(model))
         step = _Cached(model, ids, mask, _positions(ids, vocab.pad_id), vocab.pad_id)

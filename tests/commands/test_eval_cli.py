@@ -17,6 +17,10 @@ from showo.eval.suites import SuiteSettings
         (["--suite", "digits", "--guidance", "-1"], "guidance must be >= 0"),
         (["--suite", "pope-mini", "--batch-size", "0"], "--batch-size must be at least 1"),
         (["--suite", "digits", "--temperature", "-0.5"], "--temperature must not be negative"),
+        (
+            ["--suite", "pope-mini", "--prompt-template", "chat"],
+            "--prompt-template must be one of mmu, instruct",
+        ),
     ],
 )
 def test_bad_settings_exit_2(tmp_path, capsys, extra, cause):

@@ -119,6 +119,20 @@ def test_mmu_gen(prompter):
     ]
 
 
+def test_mmu_gen_instruct_template_is_the_instruction_tuning_prefix(prompter):
+    ids = prompter.mmu_gen(rows(IMG, IMG), ["5", "1 2 3 4 5 6"], template="instruct")
+    assert ids.tolist() == [
+        [P, P, P, MMU, SOI, *IMG, EOI, USER, 5, ASSISTANT],
+        [MMU, SOI, *IMG, EOI, 2, 3, 4, 5, 6, ASSISTANT],  # no BOS: the last M prompt tokens
+    ]
+    trained, _ = prompter.instruct(
+        rows(IMG), [[{"from": "human", "value": "<image>\n5"}, {"from": "gpt", "value": "6"}]]
+    )
+    assert ids[0, 3:].tolist() == trained[0, : ids.shape[1] - 3].tolist()
+    with pytest.raises(ShowoError, match="unknown prompt template"):
+        prompter.mmu_gen(rows(IMG), ["5"], template="chat")
+
+
 def test_mixed(phi_layout_tokenizer):
     vocab = UnifiedVocab.extend_tokenizer(phi_layout_tokenizer, 8192)
     pr = Prompter(phi_layout_tokenizer, vocab, max_text_len=6, num_image_tokens=2, max_frames=2)
