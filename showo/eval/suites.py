@@ -181,13 +181,13 @@ def _digits(loaded: Loaded, settings: SuiteSettings) -> tuple[dict, list[Image.I
 
 
 def _pope(loaded: Loaded, settings: SuiteSettings) -> dict:
-    indices = sorted({q.image_index for q in pope_mini.questions("random", settings.pope_images)})
+    splits = {split: pope_mini.questions(split, settings.pope_images) for split in pope_mini.SPLITS}
+    indices = sorted({q.image_index for qs in splits.values() for q in qs})
     images = [pope_mini.image(i, loaded.resolution) for i in indices]
     ids = encode_images(loaded, images, settings.batch_size)  # each image once, shared by the splits
     row = {index: n for n, index in enumerate(indices)}
     results = {}
-    for split in pope_mini.SPLITS:
-        qs = pope_mini.questions(split, settings.pope_images)
+    for split, qs in splits.items():
         picked = ids[torch.tensor([row[q.image_index] for q in qs], device=ids.device)]
         answers = answer(
             loaded,
