@@ -143,9 +143,8 @@ class ShowO(nn.Module):
         ``attention_mask``: the 4-D additive omni-attention mask (cast to the weights' dtype), or a FlexAttention
         ``BlockMask`` when built with ``attn_implementation="flex"``.
         """
-        if isinstance(attention_mask, torch.Tensor) and attention_mask.is_floating_point():
-            attention_mask = attention_mask.to(self.llm.get_input_embeddings().weight.dtype)
-        return self.llm(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs).logits
+        mask = self._cast_mask(attention_mask)
+        return self.llm(input_ids=input_ids, attention_mask=mask, use_cache=False, **kwargs).logits
 
     def hidden_states(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
@@ -154,11 +153,16 @@ class ShowO(nn.Module):
 
         Training applies the head only where a position has a target (``showo.losses.gather_labelled``).
         """
-        if isinstance(attention_mask, torch.Tensor) and attention_mask.is_floating_point():
-            attention_mask = attention_mask.to(self.llm.get_input_embeddings().weight.dtype)
-        return self.llm.model(
-            input_ids=input_ids, attention_mask=attention_mask, use_cache=False
+        mask = self._cast_mask(attention_mask)
+        return self.llm.get_decoder()(
+            input_ids=input_ids, attention_mask=mask, use_cache=False
         ).last_hidden_state
+
+    def _cast_mask(self, attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+        """An additive float mask in the weights' dtype (a BlockMask or None passes through)."""
+        if isinstance(attention_mask, torch.Tensor) and attention_mask.is_floating_point():
+            return attention_mask.to(self.llm.get_input_embeddings().weight.dtype)
+        return attention_mask
 
     def prompter(self, cond_dropout_prob: float = 0.0, max_frames: int = 1) -> Prompter:
         """A Prompter with this model's tokenizer, vocabulary and sizes."""

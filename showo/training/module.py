@@ -3,8 +3,9 @@
 Rows arrive prompted from the loader workers (`showo.data`); here image tokens are masked on the device
 for the MTP objective, rows of equal length are concatenated into one forward pass (official layout
 [t2i | lm | mmu | ...]), the LM head is applied only where a position has a target, and
-`showo.losses.labelled_loss` weighs the per-task token means by the recipe's `loss_coeff`. Every random draw is seeded from (seed, rank, micro-batch index), so a resumed run
-reproduces the uninterrupted one step for step.
+`showo.losses.labelled_loss` weighs the per-task token means by the recipe's `loss_coeff`. Every random
+draw is seeded from (seed, rank, micro-batch index), so a resumed run reproduces the uninterrupted one
+step for step.
 """
 
 from __future__ import annotations
