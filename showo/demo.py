@@ -376,7 +376,7 @@ def write_sheet(
 
     from showo.embedded import shapes
     from showo.sampling import canvas, understand
-    from showo.sampling.images import decode_codes, encode_image, make_grid, to_pil
+    from showo.sampling.images import decode_codes, encode_images, make_grid, to_pil
     from showo.sampling.pipeline import load_pipeline
 
     pipe = load_pipeline(model_dir)
@@ -385,9 +385,7 @@ def write_sheet(
     settings = {"steps": steps, "guidance": 1.5, "generator": generator}
     scenes = list(shapes.scenes("heldout", samples, start=20_000))
     images = [shapes.render(s, pipe.resolution) for s in scenes]
-    codes = torch.cat(
-        [encode_image(pipe.image_tokenizer, im, pipe.resolution)[0].view(1, -1) for im in images]
-    )
+    codes = encode_images(pipe.image_tokenizer, images, pipe.resolution)
     prompts = [shapes.caption(s) for s in scenes]
     half = torch.zeros(side, side, dtype=torch.bool)
     half[:, side // 2 :] = True

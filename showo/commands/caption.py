@@ -24,17 +24,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
 
     from showo.commands.sampler_options import positive
     from showo.sampling import understand
-    from showo.sampling.images import encode_image, load_image
+    from showo.sampling.images import encode_images, load_image
     from showo.sampling.pipeline import load_pipeline
 
     max_new = positive("max-new-tokens", args.max_new_tokens)
     images = [load_image(path) for path in args.image]
     pipe = load_pipeline(args.ckpt, args.image_tokenizer, args.device)
-    codes = torch.cat([encode_image(pipe.image_tokenizer, image, pipe.resolution)[0] for image in images])
+    codes = encode_images(pipe.image_tokenizer, images, pipe.resolution)
     answers = understand.decode(
         pipe.model,
         pipe.prompter,

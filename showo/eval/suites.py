@@ -119,16 +119,12 @@ def generate_images(loaded: Loaded, prompts: Sequence[str], settings: SuiteSetti
     return out
 
 
-@torch.no_grad()
 def encode_images(loaded: Loaded, images: Sequence[Image.Image], batch_size: int) -> torch.Tensor:
-    """Unified image ids [n, N] through the Show-o transform and the image tokenizer, batched."""
-    from showo.tokenizer.transform import showo_transform
+    """Unified image ids [n, N] of `images` at the model's resolution."""
+    from showo.sampling.images import encode_images as encode
 
-    out = []
-    for batch in _batches(list(images), batch_size):
-        pixels = torch.stack([showo_transform(image, loaded.resolution)[0] for image in batch])
-        out.append(loaded.image_tokenizer.encode(pixels.to(resolve_device())))
-    return torch.cat(out) + loaded.model.vocab.image_offset
+    codes = encode(loaded.image_tokenizer, list(images), loaded.resolution, batch_size)
+    return codes + loaded.model.vocab.image_offset
 
 
 @torch.no_grad()
@@ -138,7 +134,7 @@ def answer(
     questions: Sequence[str],
     max_new_tokens: int,
     batch_size: int,
-    template: str = "mmu",
+    template: str,
 ) -> list[str]:
     """Greedy answers to one question per image (unified ids from `encode_images`)."""
     from showo.sampling import understand

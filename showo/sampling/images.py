@@ -60,13 +60,25 @@ def encode_image(
     image_tokenizer, image: Image.Image, resolution: int
 ) -> tuple[torch.Tensor, tuple[int, int]]:
     """Image -> raw codes [1, h*w] with the system's one transform; returns the code grid (h, w) too."""
+    side = resolution // image_tokenizer.downsample_factor
+    return encode_images(image_tokenizer, [image], resolution), (side, side)
+
+
+@torch.no_grad()
+def encode_images(
+    image_tokenizer, images: Sequence[Image.Image], resolution: int, batch_size: int = 16
+) -> torch.Tensor:
+    """Images -> raw codes [n, h*w] with the system's one transform, `batch_size` images per encode."""
     from showo.tokenizer.transform import showo_transform
 
-    pixels, _ = showo_transform(image, resolution)
     device = next(image_tokenizer.parameters()).device
-    codes = image_tokenizer.encode(pixels.unsqueeze(0).to(device))
-    side = resolution // image_tokenizer.downsample_factor
-    return codes, (side, side)
+    out = []
+    for start in range(0, len(images), batch_size):
+        pixels = torch.stack(
+            [showo_transform(im, resolution)[0] for im in images[start : start + batch_size]]
+        )
+        out.append(image_tokenizer.encode(pixels.to(device)))
+    return torch.cat(out)
 
 
 @torch.no_grad()
