@@ -1,7 +1,9 @@
-"""Tokenizer reconstruction quality: PSNR and SSIM of an encode -> decode round trip.
+"""Tokenizer quality: PSNR and SSIM of an encode -> decode round trip, and the entropy of its codes.
 
 Images go through the system's one transform (`showo_transform`) so the reference is exactly what the
-tokenizer saw; the metrics are scikit-image's, on uint8 RGB.
+tokenizer saw; the metrics are scikit-image's, on uint8 RGB. The code entropy says how hard the codes are
+to model: a tokenizer that spreads one flat background over many codes reconstructs it as well as one
+that uses a single code, but leaves the generator a guessing game at every background position.
 """
 
 from __future__ import annotations
@@ -67,3 +69,12 @@ def reconstruction_scores(
         "resolution": resolution,
         "images": per_image,
     }
+
+
+def code_statistics(codes: torch.Tensor) -> dict:
+    """Entropy (bits per token) and number of distinct codes of the empirical code distribution."""
+    if codes.numel() == 0:
+        raise ShowoError("no codes to measure")
+    counts = torch.unique(codes.flatten().cpu(), return_counts=True)[1].double()
+    p = counts / counts.sum()
+    return {"code_entropy_bits": float(-(p * p.log2()).sum()), "distinct_codes": int(counts.numel())}

@@ -28,7 +28,7 @@ from showo.embedded import digits, photos, shapes
 from showo.errors import ShowoError
 from showo.eval import caption_mini, geneval_mini, pope_mini
 from showo.eval.digits_classifier import default_classifier
-from showo.eval.reconstruction import reconstruction_scores, round_trip
+from showo.eval.reconstruction import code_statistics, reconstruction_scores, round_trip
 from showo.eval.shapes_detector import default_detector, matches_scene
 
 SUITES: tuple[str, ...] = ("geneval-mini", "digits", "pope-mini", "caption-mini", "tokenizer")
@@ -219,6 +219,8 @@ def _caption(loaded: Loaded, settings: SuiteSettings) -> dict:
 
 
 def _tokenizer(loaded: Loaded, settings: SuiteSettings) -> dict:
+    from showo.sampling.images import encode_images as encode_codes
+
     resolution = settings.resolution or loaded.resolution or 64
     scenes = list(shapes.scenes("heldout", settings.heldout_shapes))
     held = [(f"shapes-{i}", shapes.render(s, resolution)) for i, s in enumerate(scenes)]
@@ -231,7 +233,8 @@ def _tokenizer(loaded: Loaded, settings: SuiteSettings) -> dict:
         "photos": reconstruction_scores(loaded.image_tokenizer, photos.photos("heldout"), resolution),
         "shapes": reconstruction_scores(loaded.image_tokenizer, held, resolution)
         # the share of round trips the geneval-mini detector reads exactly: that suite's ceiling
-        | {"detector_exact": float(np.mean(read))},
+        | {"detector_exact": float(np.mean(read))}
+        | code_statistics(encode_codes(loaded.image_tokenizer, [image for _, image in held], resolution)),
     }
 
 

@@ -7,12 +7,14 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+from scipy.stats import entropy
 
 from showo.embedded import photos, shapes
 from showo.errors import ShowoError
 from showo.eval import suites
-from showo.eval.reconstruction import psnr, reconstruction_scores, round_trip, ssim
+from showo.eval.reconstruction import code_statistics, psnr, reconstruction_scores, round_trip, ssim
 from tests.fixtures.tokenizer import build_tiny_image_tokenizer
 
 
@@ -102,3 +104,17 @@ def test_tokenizer_suite_reports_the_detector_ceiling(model_dir, monkeypatch):
         suites.run_suite(tokenizer_dir, "tokenizer", None, settings)["scores"]["shapes"]["detector_exact"]
         == 0.0
     )
+
+
+def test_code_statistics_match_scipy_and_the_suite_reports_them(model_dir):
+    codes = torch.tensor([[3, 3, 3, 7], [7, 1, 3, 900]])
+    stats = code_statistics(codes)
+    assert stats["distinct_codes"] == 4
+    assert stats["code_entropy_bits"] == pytest.approx(entropy([4, 2, 1, 1], base=2))
+    assert code_statistics(torch.full((2, 16), 5))["code_entropy_bits"] == 0.0
+    with pytest.raises(ShowoError):
+        code_statistics(torch.zeros(0, dtype=torch.long))
+    shapes_scores = suites.run_suite(model_dir / suites.IMAGE_TOKENIZER_DIR, "tokenizer", None, TINY)[
+        "scores"
+    ]["shapes"]
+    assert 0.0 <= shapes_scores["code_entropy_bits"] <= math.log2(shapes_scores["distinct_codes"]) + 1e-9
