@@ -336,6 +336,7 @@ class Demo:
             "tokenizer photos psnr": self.results["tokenizer"]["scores"]["photos"].get("psnr"),
             "tokenizer photos ssim": self.results["tokenizer"]["scores"]["photos"].get("ssim"),
             "tokenizer shapes detector": self.results["tokenizer"]["scores"]["shapes"].get("detector_exact"),
+            "tokenizer shapes bits": self.results["tokenizer"]["scores"]["shapes"].get("code_entropy_bits"),
         }
         return {
             "budget": self.plan.name,
