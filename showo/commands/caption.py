@@ -24,7 +24,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-
     from showo.commands.sampler_options import positive
     from showo.sampling import understand
     from showo.sampling.images import encode_images, load_image

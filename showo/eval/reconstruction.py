@@ -8,7 +8,7 @@ that uses a single code, but leaves the generator a guessing game at every backg
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import torch
@@ -57,12 +57,18 @@ def reconstruction_scores(
     image_tokenizer, images: Iterable[tuple[str, Image.Image]], resolution: int
 ) -> dict:
     """Mean and per-image PSNR / SSIM over named images."""
-    per_image = {}
-    for name, image in images:
-        original, rebuilt = round_trip(image_tokenizer, image, resolution)
-        per_image[name] = {"psnr": psnr(original, rebuilt), "ssim": ssim(original, rebuilt)}
-    if not per_image:
+    trips = {name: round_trip(image_tokenizer, image, resolution) for name, image in images}
+    return pair_scores(trips, resolution)
+
+
+def pair_scores(trips: Mapping[str, tuple[Image.Image, Image.Image]], resolution: int) -> dict:
+    """Mean and per-image PSNR / SSIM of named (original, reconstruction) pairs from `round_trip`."""
+    if not trips:
         raise ShowoError("no images to reconstruct")
+    per_image = {
+        name: {"psnr": psnr(original, rebuilt), "ssim": ssim(original, rebuilt)}
+        for name, (original, rebuilt) in trips.items()
+    }
     return {
         "psnr": float(np.mean([v["psnr"] for v in per_image.values()])),
         "ssim": float(np.mean([v["ssim"] for v in per_image.values()])),

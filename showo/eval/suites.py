@@ -28,7 +28,7 @@ from showo.embedded import digits, photos, shapes
 from showo.errors import ShowoError
 from showo.eval import caption_mini, geneval_mini, pope_mini
 from showo.eval.digits_classifier import default_classifier
-from showo.eval.reconstruction import code_statistics, reconstruction_scores, round_trip
+from showo.eval.reconstruction import code_statistics, pair_scores, reconstruction_scores, round_trip
 from showo.eval.shapes_detector import default_detector, matches_scene
 
 SUITES: tuple[str, ...] = ("geneval-mini", "digits", "pope-mini", "caption-mini", "tokenizer")
@@ -224,14 +224,14 @@ def _tokenizer(loaded: Loaded, settings: SuiteSettings) -> dict:
     resolution = settings.resolution or loaded.resolution or 64
     scenes = list(shapes.scenes("heldout", settings.heldout_shapes))
     held = [(f"shapes-{i}", shapes.render(s, resolution)) for i, s in enumerate(scenes)]
+    trips = {name: round_trip(loaded.image_tokenizer, image, resolution) for name, image in held}
     detector = default_detector()
     read = [
-        matches_scene(detector.detect(round_trip(loaded.image_tokenizer, image, resolution)[1]), scene)
-        for (_, image), scene in zip(held, scenes)
+        matches_scene(detector.detect(rebuilt), scene) for (_, rebuilt), scene in zip(trips.values(), scenes)
     ]
     return {
         "photos": reconstruction_scores(loaded.image_tokenizer, photos.photos("heldout"), resolution),
-        "shapes": reconstruction_scores(loaded.image_tokenizer, held, resolution)
+        "shapes": pair_scores(trips, resolution)
         # the share of round trips the geneval-mini detector reads exactly: that suite's ceiling
         | {"detector_exact": float(np.mean(read))}
         | code_statistics(encode_codes(loaded.image_tokenizer, [image for _, image in held], resolution)),
