@@ -398,7 +398,7 @@ def write_sheet(
         captions = understand.decode(
             pipe.model,
             pipe.prompter,
-            codes + pipe.model.vocab.image_offset,
+            pipe.model.vocab.codes_to_ids(codes),
             [shapes.DESCRIBE_PROMPTS[0]] * len(images),
             max_new_tokens=tokens,
         )

@@ -124,7 +124,7 @@ def encode_images(loaded: Loaded, images: Sequence[Image.Image], batch_size: int
     from showo.sampling.images import encode_images as encode
 
     codes = encode(loaded.image_tokenizer, list(images), loaded.resolution, batch_size)
-    return codes + loaded.model.vocab.image_offset
+    return loaded.model.vocab.codes_to_ids(codes)
 
 
 @torch.no_grad()
