@@ -127,7 +127,7 @@ def test_questions_agree_with_metadata(train_scenes):
     assert kinds == {"exists", "exists_shape", "count", "color", "shape", "position"}
 
 
-def test_conversation_is_llava_format(train_scenes):
+def test_conversation_is_llava_format_and_asks_every_question(train_scenes):
     for i, scene in enumerate(train_scenes[:50]):
         turns = shapes.conversation(scene, i)
         assert [t["from"] for t in turns] == ["human", "gpt"] * (len(turns) // 2)
