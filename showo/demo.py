@@ -48,6 +48,8 @@ GOALS: dict[str, tuple[str, float]] = {
     "geneval-mini": ("overall", 0.6),
     "pope-mini": ("accuracy", 0.8),
 }
+# Where a user whose demo falls short of a goal finds what longer training reaches, and the commands.
+LONGER_TRAINING = "docs/evaluation.md (the demo's evaluation; longer instruction tuning after the demo)"
 RECIPE_DIR = Path("recipes/tiny")
 TOKENIZER_RECIPE = Path("recipes/tokenizer/demo.yaml")
 SHIPPED_PREFIX = "demo_out/"
@@ -451,6 +453,8 @@ def table(summary: dict) -> str:
         f"total {summary['total_seconds']:.0f} s wall, {summary['total_cpu_seconds']:.0f} CPU s on "
         f"{summary['cpus']} cores ({summary['budget']} budget x {summary.get('scale', 1.0):g}; tiny scale)"
     )
+    if not all(row["met"] for row in summary["goals"]):
+        lines.append(f"goals not met at this budget: {LONGER_TRAINING}")
     return "\n".join(lines)
 
 
