@@ -267,7 +267,7 @@ def conversation(scene: Scene, rng: np.random.Generator | int) -> list[dict[str,
 
     All questions rather than one or two: a yes/no answer is a single target token, and with one or two
     questions per image the tiny chain's pope-mini was still 0.50-0.55 after 1,000 tuning steps; with all of
-    them one chain reached 0.83 (others 0.50-0.60: docs/evaluation.md). LLaVA's conversations are multi-turn too.
+    them it passes 0.8 within 1,000-2,000 (docs/evaluation.md). LLaVA's conversations are multi-turn too.
     """
     rng = as_rng(rng)
     qa = questions(scene, rng)
