@@ -2,10 +2,13 @@
 
 Both run `model.llm`'s decoder directly with 4-D additive masks whose rows are the queries passed and whose
 columns are every cached key plus the new ones, and explicit position ids (transformers 5 builds no
-causal overlay on a 4-D mask, see shared/reference/environment.md).
+causal overlay on a 4-D mask, see docs/official-differences.md#environment).
 """
 
 from __future__ import annotations
+
+import functools
+import inspect
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +20,14 @@ def model_dtype(model: torch.nn.Module) -> torch.dtype:
     return next(model.parameters()).dtype
 
 
+@functools.cache
+def _cache_argument(forward_type: type) -> str:
+    """The decoder's keyword for a Cache: `cache` where transformers has it (it deprecates `past_key_values`,
+    the only name older releases inside our pinned range know)."""
+    params = inspect.signature(forward_type.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
 def hidden_step(
     model: torch.nn.Module,
     ids: torch.Tensor,
@@ -25,8 +36,13 @@ def hidden_step(
     cache: DynamicCache,
 ) -> torch.Tensor:
     """Run `ids` [R,q] against `cache`, appending their keys/values; final hidden states [R,q,H]."""
-    out = model.llm.get_decoder()(
-        input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
+    decoder = model.llm.get_decoder()
+    out = decoder(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=positions,
+        use_cache=True,
+        **{_cache_argument(type(decoder)): cache},
     )
     return out.last_hidden_state
 

@@ -1,9 +1,10 @@
-"""MaskGIT parallel decoding for text-to-image (and, given known tokens, inpainting), after §6.1.
+"""MaskGIT parallel decoding for text-to-image (and, given known tokens, inpainting).
 
 Each of the T steps samples every position from the (CFG-combined) image-code distribution, keeps the
 known tokens, then re-masks the least confident of the new ones (confidence = log p + tau * Gumbel).
 The text prefix is cached once (`kv.FrozenPrefix`), so a step costs only the N+2 image positions,
 with and without guidance; `use_cache=False` recomputes the whole sequence as the official code does.
+Where this loop matches the official sampler and where it departs: docs/official-differences.md#sampling.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from showo.attention import omni_attention_mask
 from showo.errors import ShowoError
 from showo.sampling.guidance import cfg_logits
 from showo.sampling.kv import FrozenPrefix, head, model_dtype
-from showo.sampling.remask import mask_by_random_topk, sample_codes
+from showo.sampling.remask import Draw, check_draw, draw_codes, mask_by_random_topk
 from showo.sampling.schedules import TEMPERATURE_SCHEDULES, choice_temperature, mask_len
 
 
-def check_settings(steps: int, guidance: float, temperature_schedule: str) -> None:
+def check_settings(steps: int, guidance: float, temperature_schedule: str, draw: str = "inverse_cdf") -> None:
     """Raise ShowoError for settings no run could use (checked before any model is loaded)."""
     if steps < 1:
         raise ShowoError(f"steps must be at least 1, got {steps}")
@@ -31,6 +32,7 @@ def check_settings(steps: int, guidance: float, temperature_schedule: str) -> No
         raise ShowoError(
             f"unknown temperature schedule {temperature_schedule!r} (expected one of {TEMPERATURE_SCHEDULES})"
         )
+    check_draw(draw)
 
 
 def decode_grid(
@@ -44,15 +46,17 @@ def decode_grid(
     temperature_schedule: str = "maskgit",
     generator: torch.Generator | None = None,
     progress: bool = False,
+    draw: Draw = "inverse_cdf",
 ) -> torch.Tensor:
     """The MaskGIT loop over one grid per row; returns raw codes [B,N].
 
     `image_logits(current, select)` gets the current unified ids [B,N] and a bool [R,N] (R = B, or 2B:
     conditional rows then unconditional ones when `guidance` > 0) marking the still-masked positions, and
     returns their code logits (vocabulary columns `vocab.image_slice`) as [select.sum(), K] in row-major
-    order. Known positions need no logits: their tokens are kept and never re-masked.
+    order. Known positions need no logits: their tokens are kept and never re-masked. `draw` picks the
+    code draw (`remask.draw_codes`): our inverse CDF, or the official `torch.multinomial`.
     """
-    check_settings(steps, guidance, temperature_schedule)
+    check_settings(steps, guidance, temperature_schedule, draw)
     batch, num_tokens = image_ids.shape
     offset = vocab.image_offset
     current = image_ids.clone()
@@ -66,7 +70,7 @@ def decode_grid(
             cond, uncond = logits.chunk(2)
             logits = cfg_logits(cond, uncond, guidance)
         probs = torch.softmax(logits, dim=-1)
-        drawn = sample_codes(probs.unsqueeze(0), generator)[0]
+        drawn = draw_codes(probs, unknown, generator, draw)
         sampled = (current - offset).masked_scatter(unknown, drawn)
         confidence = torch.full(unknown.shape, float("inf"), device=probs.device)
         confidence = confidence.masked_scatter(unknown, probs.gather(-1, drawn.unsqueeze(-1)).squeeze(-1))
@@ -91,6 +95,7 @@ def generate(
     temperature: float = 1.0,
     use_cache: bool = True,
     progress: bool = False,
+    draw: Draw = "inverse_cdf",
 ) -> torch.Tensor:
     """Generate N raw codes (0..K-1) per prompt: LongTensor [B, N].
 
@@ -98,8 +103,10 @@ def generate(
     the grid for inpainting and extrapolation; known tokens come back unchanged. The unconditional rows
     use the empty prompt and share the current image tokens (official). `temperature` is tau0 of the
     Gumbel remasking noise, annealed per `temperature_schedule` ("maskgit" or the compounding "official").
+    `draw="multinomial"` with `temperature_schedule="official"` and `use_cache=False` follows the official
+    sampler's random draws for a given seed.
     """
-    check_settings(steps, guidance, temperature_schedule)
+    check_settings(steps, guidance, temperature_schedule, draw)
     vocab = model.vocab
     device = next(model.parameters()).device
     num_tokens = prompter.num_image_tokens
@@ -138,4 +145,5 @@ def generate(
         temperature_schedule,
         generator,
         progress,
+        draw,
     )

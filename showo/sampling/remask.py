@@ -6,7 +6,14 @@ and the cached and recomputing samplers consume the same random numbers in the s
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+
+from showo.errors import ShowoError
+
+Draw = Literal["inverse_cdf", "multinomial"]
+DRAWS: tuple[str, ...] = ("inverse_cdf", "multinomial")
 
 
 def _device_of(generator: torch.Generator | None, fallback: torch.device) -> torch.device:
@@ -48,3 +55,30 @@ def sample_codes(probs: torch.Tensor, generator: torch.Generator | None) -> torc
     uniform = torch.rand(batch * num, 1, generator=generator, device=_device_of(generator, probs.device))
     target = uniform.to(cdf.device, torch.float64) * cdf[:, -1:]
     return torch.searchsorted(cdf, target, right=True).clamp_max(size - 1).view(batch, num)
+
+
+def check_draw(draw: str) -> None:
+    if draw not in DRAWS:
+        raise ShowoError(f"unknown code draw {draw!r} (expected one of {', '.join(DRAWS)})")
+
+
+def draw_codes(
+    probs: torch.Tensor, unknown: torch.Tensor, generator: torch.Generator | None, draw: Draw = "inverse_cdf"
+) -> torch.Tensor:
+    """One code for each True entry of `unknown` [B,N] from its row of probs [U,K] -> LongTensor [U].
+
+    "inverse_cdf" (default): `sample_codes`, one uniform per still-masked position. "multinomial": the
+    official draw, one `torch.multinomial` over all B*N grid positions in raster order, so a seeded run
+    consumes the generator exactly as the official sampler does. Known positions get a uniform row and
+    their draws are dropped: which random numbers a row receives does not depend on any row's values
+    (docs/official-differences.md#sampling).
+    """
+    check_draw(draw)
+    if draw == "inverse_cdf":
+        return sample_codes(probs.unsqueeze(0), generator)[0]
+    flat = unknown.flatten()
+    full = probs.new_full((flat.numel(), probs.shape[-1]), 1.0)
+    full[flat] = probs
+    device = _device_of(generator, probs.device)
+    picked = torch.multinomial(full.to(device), 1, generator=generator).squeeze(-1)
+    return picked[flat.to(device)].to(probs.device)

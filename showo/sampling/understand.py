@@ -3,8 +3,11 @@
 The prompt `[PAD].. [mmu][soi] img [eoi][bos] USER: \\n{q} ASSISTANT:` is prefilled once under the mmu
 omni-attention mask; then one token per step, each new query seeing every non-pad key. Real tokens are
 numbered from 0 after the left padding (as in the right-padded training rows), so a row decodes the same
-alone or in a batch. Only text ids (below [PAD]) can be chosen. `use_cache=False` recomputes the whole
-sequence each step (the official way) and is kept as the reference the cache is tested against.
+alone or in a batch. Only text ids (below [PAD]) can be chosen, so the cached path applies the LM head to
+those columns of the last position alone, and columns that are padding in every row are dropped before the
+prefill (no real query sees a pad key, and positions count real tokens only, so neither changes a token).
+`use_cache=False` recomputes the whole sequence each step (the official way) and is kept as the reference the
+cache is tested against.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from showo.attention import omni_attention_mask
-from showo.sampling.kv import last_logits, model_dtype, new_cache
+from showo.sampling.kv import head, hidden_step, model_dtype, new_cache
 from showo.sampling.next_token import check_sampling, next_token
 
 
@@ -28,21 +31,34 @@ def _blocked(dtype: torch.dtype) -> float:
     return torch.finfo(dtype).min
 
 
+def trim_left_padding(ids: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """Drop the leading columns that are [PAD] in every row of a left-padded batch."""
+    real = (ids != pad_id).any(dim=0)
+    return ids[:, int(real.long().argmax()) :] if real.any() else ids
+
+
 class _Cached:
-    """Prefill, then one query per call attending to the row's non-pad keys and every generated token."""
+    """Prefill, then one query per call attending to the row's non-pad keys and every generated token.
+
+    Each call returns float32 logits [B, text_size] of the last position: the head's text columns only.
+    """
 
     def __init__(self, model, ids, mask, positions, pad_id):
         self.model, self.dtype = model, mask.dtype
+        self.text = slice(0, model.vocab.text_size)
         self.cache = new_cache(model)
         self.visible = ids != pad_id
         self.next_position = positions[:, -1:] + 1
-        self.first = last_logits(model, ids, mask, positions, self.cache)
+        self.first = self._logits(ids, mask, positions)
+
+    def _logits(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return head(self.model, hidden_step(self.model, ids, mask, positions, self.cache)[:, -1], self.text)
 
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
         self.visible = torch.cat([self.visible, torch.ones_like(tokens, dtype=torch.bool)], dim=1)
         row = torch.zeros(self.visible.shape, dtype=self.dtype, device=tokens.device)
         row = row.masked_fill(~self.visible, _blocked(self.dtype))[:, None, None, :]
-        logits = last_logits(self.model, tokens, row, self.next_position, self.cache)
+        logits = self._logits(tokens, row, self.next_position)
         self.next_position = self.next_position + 1
         return logits
 
@@ -90,7 +106,7 @@ def decode_ids(
     check_sampling(temperature, top_k, top_p)
     vocab = model.vocab
     device = next(model.parameters()).device
-    ids = prompter.mmu_gen(image_ids, list(questions), template).to(device)
+    ids = trim_left_padding(prompter.mmu_gen(image_ids, list(questions), template), vocab.pad_id).to(device)
     if use_cache:
         mask = omni_attention_mask(ids, vocab, "mmu", dtype=model_dtype(model))
         step = _Cached(model, ids, mask, _positions(ids, vocab.pad_id), vocab.pad_id)
