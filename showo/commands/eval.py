@@ -14,6 +14,8 @@ SUITE_HELP = "geneval-mini, digits, pope-mini, caption-mini or tokenizer"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from showo.commands import checks
+
     parser = subparsers.add_parser("eval", help="run a pinned evaluation suite (scores + settings as JSON)")
     parser.add_argument(
         "--ckpt",
@@ -21,16 +23,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="exported model dir (showo export); a tokenizer dir for --suite tokenizer",
     )
     parser.add_argument("--suite", required=True, help=SUITE_HELP)
-    parser.add_argument("--out", default=None, help="write the result JSON here (default: print it)")
+    parser.add_argument(
+        "--out", type=checks.output_file, default=None, help="write the result JSON here (default: print it)"
+    )
     parser.add_argument(
         "--image-tokenizer", default=None, help="image tokenizer dir (default: <ckpt>/image_tokenizer)"
     )
-    parser.add_argument("--sheet", default=None, help="also write the generated images as a PNG grid")
-    parser.add_argument("--steps", type=int, default=None, help="MaskGIT steps (pinned default 12)")
-    parser.add_argument("--guidance", type=float, default=None, help="CFG scale (pinned default 1.5)")
-    parser.add_argument("--temperature", type=float, default=None, help="remasking temperature (pinned 1.0)")
-    parser.add_argument("--seed", type=int, default=None, help="sampler seed (pinned 0)")
-    parser.add_argument("--batch-size", type=int, default=None, help="images per forward batch (pinned 16)")
+    parser.add_argument(
+        "--sheet", type=checks.output_file, default=None, help="also write the generated images as a PNG grid"
+    )
+    parser.add_argument("--steps", type=checks.steps, default=None, help="MaskGIT steps (pinned default 12)")
+    parser.add_argument(
+        "--guidance", type=checks.guidance, default=None, help="CFG scale (pinned default 1.5)"
+    )
+    parser.add_argument(
+        "--temperature", type=checks.temperature, default=None, help="remasking temperature (pinned 1.0)"
+    )
+    parser.add_argument("--seed", type=checks.seed, default=None, help="sampler seed (pinned 0)")
+    parser.add_argument(
+        "--batch-size", type=checks.count, default=None, help="images per forward batch (pinned 16)"
+    )
     parser.add_argument(
         "--prompt-template",
         default=None,
@@ -56,10 +68,6 @@ def settings_from_args(args: argparse.Namespace):
         if (value := getattr(args, key)) is not None
     }
     settings = replace(SuiteSettings(), **changes)
-    if settings.batch_size < 1:
-        raise ShowoError(f"--batch-size must be at least 1, got {settings.batch_size}")
-    if settings.temperature < 0:
-        raise ShowoError(f"--temperature must not be negative, got {settings.temperature}")
     if settings.prompt_template not in PROMPT_TEMPLATES:
         raise ShowoError(
             f"--prompt-template must be one of {', '.join(PROMPT_TEMPLATES)}, got {settings.prompt_template!r}"

@@ -6,28 +6,34 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from showo.commands.sampler_options import add_maskgit_args, add_pipeline_args
+    from showo.commands import checks
+    from showo.commands.sampler_options import add_count_arg, add_maskgit_args, add_out_arg, add_pipeline_args
 
     parser = subparsers.add_parser("inpaint", help="repaint the white part of --mask guided by --prompt")
     add_pipeline_args(parser)
-    parser.add_argument("--image", required=True, help="the image to edit")
-    parser.add_argument("--mask", required=True, help="a picture of the image's size: white = repaint")
+    parser.add_argument("--image", type=checks.image_file, required=True, help="the image to edit")
+    parser.add_argument(
+        "--mask",
+        type=checks.image_file,
+        required=True,
+        help="a picture of the image's size: white = repaint",
+    )
     parser.add_argument("--prompt", required=True, help="what the repainted region should show")
-    parser.add_argument("--n", type=int, default=4, help="variants to generate (default 4)")
+    add_count_arg(parser, "--n", 4, "variants to generate (default 4)")
     add_maskgit_args(parser, steps=16, guidance=1.75)
-    parser.add_argument("--out", default="inpaint.png", help="PNG grid: the input, then the variants")
+    add_out_arg(parser, "inpaint.png", "PNG grid: the input, then the variants")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from showo.commands.sampler_options import maskgit_kwargs, positive
+    from showo.commands.sampler_options import maskgit_kwargs, write_grid
     from showo.sampling import canvas
-    from showo.sampling.images import decode_codes, encode_image, load_image, save_grid
+    from showo.sampling.images import decode_codes, encode_image, load_image
     from showo.sampling.pipeline import load_pipeline
 
-    n, settings = positive("n", args.n), maskgit_kwargs(args)
+    n, settings = args.n, maskgit_kwargs(args)
     image, mask_picture = load_image(args.image), load_image(args.mask, mode="L")
     pipe = load_pipeline(args.ckpt, args.image_tokenizer, args.device)
     token_mask = canvas.token_mask_from_image(mask_picture, image.size, pipe.resolution, pipe.grid)
@@ -43,5 +49,5 @@ def run(args: argparse.Namespace) -> int:
         **settings,
     )
     pixels = decode_codes(pipe.image_tokenizer, torch.cat([codes, out]), pipe.grid)
-    print(save_grid(pixels, args.out, ncol=n + 1))
+    print(write_grid(pixels, args.out, ncol=n + 1))
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from showo.commands import checks
 from showo.errors import ShowoError
 
 
@@ -27,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     plan.add_argument("overrides", nargs="*", help="key=value overrides, e.g. trainer.devices=8")
     plan.add_argument(
         "--text-vocab-size",
-        type=int,
+        type=checks.vocab_size,
         default=None,
         help="text tokenizer size, instead of loading the tokenizer (50295 for Phi-1.5)",
     )
@@ -58,8 +59,6 @@ def run_plan(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.path, args.overrides)
     if not isinstance(recipe, ShowoRecipe):
         raise ShowoError(f"{args.path}: plan sizes Show-o recipes; this one has kind {recipe.kind!r}")
-    if args.text_vocab_size is not None and args.text_vocab_size <= 0:
-        raise ShowoError(f"--text-vocab-size must be positive, got {args.text_vocab_size}")
     result = plan_recipe(recipe, text_vocab_size=args.text_vocab_size)
     print(result.to_json() if args.json else result.to_text())
     return 0

@@ -1,9 +1,15 @@
-"""Arguments the inference commands share; kept free of torch so `showo --help` and `showo recipe` start fast."""
+"""Arguments the inference commands share; kept free of torch so `showo --help` and `showo recipe` start fast.
+
+Numbers and paths are checked by argparse (`showo.commands.checks`), so a bad one is refused before a model
+loads; the range limits are listed there.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from showo.commands import checks
 from showo.errors import ShowoError
 
 
@@ -19,20 +25,53 @@ def add_pipeline_args(parser: Any, seed: bool = True) -> None:
         "--device", default=None, help="torch device (default: cuda when available, else cpu)"
     )
     if seed:
-        parser.add_argument("--seed", type=int, default=0, help="seed of the sampler's torch.Generator")
+        parser.add_argument(
+            "--seed", type=checks.seed, default=0, help="seed of the sampler's torch.Generator (0..2**64-1)"
+        )
+
+
+def add_count_arg(parser: Any, name: str, default: int, help: str) -> None:
+    """`--n` / `--batch-size`: 1..MAX_N."""
+    parser.add_argument(name, type=checks.count, default=default, help=f"{help} (1..{checks.MAX_N})")
 
 
 def add_maskgit_args(parser: Any, steps: int, guidance: float) -> None:
     """MaskGIT knobs shared by generate, inpaint and extrapolate (defaults from the official demos)."""
-    parser.add_argument("--steps", type=int, default=steps, help=f"MaskGIT steps T (default {steps})")
-    parser.add_argument("--guidance", type=float, default=guidance, help=f"CFG scale w (default {guidance})")
-    parser.add_argument("--temperature", type=float, default=1.0, help="Gumbel remasking temperature tau0")
+    parser.add_argument(
+        "--steps",
+        type=checks.steps,
+        default=steps,
+        help=f"MaskGIT steps T (default {steps}, at most {checks.MAX_STEPS})",
+    )
+    parser.add_argument(
+        "--guidance",
+        type=checks.guidance,
+        default=guidance,
+        help=f"CFG scale w, 0..{checks.MAX_GUIDANCE:g} (default {guidance})",
+    )
+    parser.add_argument(
+        "--temperature",
+        type=checks.temperature,
+        default=1.0,
+        help=f"Gumbel remasking temperature tau0: 0 or {checks.MIN_POSITIVE_TEMPERATURE:g}..{checks.MAX_TEMPERATURE:g}",
+    )
     parser.add_argument(
         "--temperature-schedule",
         default="maskgit",
         help="maskgit: tau0*(1-t); official: the compounding product of the official sampler",
     )
     parser.add_argument("--schedule", default="cosine", help="mask schedule: cosine|linear|pow2|pow3|sigmoid")
+    parser.add_argument(
+        "--draw",
+        choices=("inverse_cdf", "multinomial"),
+        default="inverse_cdf",
+        help="code draw: inverse_cdf (ours), or multinomial to match an official seed's draws",
+    )
+
+
+def add_out_arg(parser: Any, default: str, help: str) -> None:
+    """`--out`: a PNG file to write (refused up front when it names a directory)."""
+    parser.add_argument("--out", type=checks.output_file, default=default, help=help)
 
 
 def maskgit_kwargs(args: Any) -> dict[str, Any]:
@@ -48,10 +87,16 @@ def maskgit_kwargs(args: Any) -> dict[str, Any]:
         temperature=args.temperature,
         temperature_schedule=args.temperature_schedule,
         schedule=args.schedule,
+        draw=args.draw,
     )
 
 
-def positive(name: str, value: int) -> int:
-    if value < 1:
-        raise ShowoError(f"--{name} must be at least 1, got {value}")
-    return value
+def write_grid(pixels: Any, out: str, ncol: int) -> Path:
+    """Save the PNG grid; a failed write (disk full, read-only, no permission) is one line naming --out."""
+    from showo.cli import os_error_message
+    from showo.sampling.images import save_grid
+
+    try:
+        return save_grid(pixels, out, ncol=ncol)
+    except OSError as err:
+        raise ShowoError(os_error_message(err, f"cannot write --out {out}")) from None

@@ -1,9 +1,12 @@
 """The four inference commands end to end on a tiny exported checkpoint, and their one-line errors."""
 
+from pathlib import Path
+
 import pytest
 from PIL import Image
 
 from showo.cli import main
+from tests.data_engine.corpus import bomb_png
 
 
 @pytest.fixture(scope="module")
@@ -17,6 +20,10 @@ def pictures(tmp_path_factory):
     mask.save(root / "mask.png")
     Image.new("L", (10, 10), 255).save(root / "small_mask.png")
     (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    (root / "bomb.png").write_bytes(bomb_png())  # 40000x40000 declared: Pillow's error zone
+    side = int((Image.MAX_IMAGE_PIXELS * 1.5) ** 0.5)  # Pillow only warns here; still refused
+    (root / "warning_bomb.png").write_bytes(bomb_png(side, side))
+    (root / "folder.png").mkdir()
     return root
 
 
@@ -124,7 +131,29 @@ def test_inpaint_and_extrapolate_write_pngs(sampling_ckpt, pictures, tmp_path):
             ["generate", "--ckpt", "{ckpt}", "--prompt", "x", "--image-tokenizer", "{missing}"],
             "image tokenizer not found",
         ),
-        (["generate", "--ckpt", "{ckpt}", "--prompt", "x", "--steps", "0"], "steps must be at least 1"),
+        (["generate", "--ckpt", "{ckpt}", "--prompt", "x", "--steps", "0"], "--steps: must be at least 1"),
+        (["caption", "--ckpt", "{ckpt}", "--image", "{pictures}/bomb.png"], "decompression-bomb limit"),
+        (["caption", "--ckpt", "{ckpt}", "--image", "{pictures}/warning_bomb.png"], "decompression-bomb"),
+        (["caption", "--ckpt", "{ckpt}", "--image", "{pictures}/folder.png"], "is a directory"),
+        (
+            [
+                "inpaint",
+                "--ckpt",
+                "{ckpt}",
+                "--image",
+                "{pictures}/image.png",
+                "--mask",
+                "{pictures}/bomb.png",
+                "--prompt",
+                "x",
+            ],
+            "argument --mask: refusing",
+        ),
+        (["generate", "--ckpt", "{ckpt}", "--prompt", "x", "--out", "{pictures}"], "--out: "),
+        (["generate", "--ckpt", "{ckpt}", "--prompt", "x", "--guidance", "nan"], "finite"),
+        (["generate", "--ckpt", "{ckpt}", "--prompt", "x", "--seed", "18446744073709551616"], "at most"),
+        (["generate", "--ckpt", "{ckpt}", "--prompt", "x", "--n", "1025"], "--n: must be at most 1024"),
+        (["caption", "--ckpt", "{ckpt}", "--image", "{pictures}/image.png", "--top-p", "0"], "(0, 1]"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(sampling_ckpt, pictures, tmp_path, capsys, argv, message):
@@ -132,3 +161,20 @@ def test_bad_input_is_one_line_and_exit_2(sampling_ckpt, pictures, tmp_path, cap
     assert main([a.format(**fill) for a in argv] + ["--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("showo: error: ") and message in err
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full to simulate a full disk")
+def test_a_full_disk_at_the_final_write_is_one_line(sampling_ckpt, capsys):
+    """/dev/full refuses every write with ENOSPC: the sampled grid cannot be saved."""
+    argv = ["generate", *_fast(sampling_ckpt), "--prompt", "x", "--n", "1", "--out", "/dev/full"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err  # the progress bar comes first: the failure is at the end
+    assert err.endswith("\nshowo: error: cannot write --out /dev/full: No space left on device\n")
+    assert "Traceback" not in err
+
+
+def test_the_seed_takes_all_64_bits(sampling_ckpt, tmp_path):
+    """The largest allowed seed reaches torch.Generator (whose range is exactly 64 bits) and runs."""
+    out = tmp_path / "seed.png"
+    argv = ["generate", *_fast(sampling_ckpt), "--prompt", "x", "--n", "1", "--out", str(out)]
+    assert main([*argv, "--seed", str(2**64 - 1)]) == 0 and out.is_file()
