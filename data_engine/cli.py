@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from showo.cli import run_parser
+from showo.cli import Parser, run_parser
 
 
 def _add_build(subparsers) -> None:
@@ -119,7 +119,11 @@ def _run_inspect(args: argparse.Namespace) -> int:
 def _add_stats(subparsers) -> None:
     p = subparsers.add_parser("stats", help="summarise a shard directory as JSON")
     p.add_argument("directory")
-    p.add_argument("--verify", action="store_true", help="check every shard against its manifest sha256")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="also check every shard's sha256, sample count and each sample's grid against the manifest",
+    )
     p.set_defaults(func=_run_stats)
 
 
@@ -131,7 +135,7 @@ def _run_stats(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="showo-data", description="Offline Show-o data engine: pre-tokenized shards."
     )
     subparsers = parser.add_subparsers(dest="command", required=True)

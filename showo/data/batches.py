@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from showo.data.reader import CodeSpec
 from showo.data.text import caption_for_generation
 from showo.errors import ShowoError
 from showo.prompting import Prompter
@@ -43,6 +44,10 @@ class BatchBuilder:
     @property
     def vocab(self) -> UnifiedVocab:
         return self.prompter.vocab
+
+    def code_spec(self) -> CodeSpec:
+        """The codes this task accepts: the recipe's codebook and grid; keyframe sequences for `mixed` only."""
+        return CodeSpec(self.vocab.codebook_size, self.prompter.num_image_tokens, frames=self.task == "mixed")
 
     def image_ids(self, sample: dict) -> torch.Tensor:
         codes = np.asarray(_field(sample, "codes.npy", self.task))

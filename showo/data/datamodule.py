@@ -1,12 +1,15 @@
 """The LightningDataModule: one stream per task, combined so that every step carries a batch of each.
 
-Checkpoints hold the stream state (seed, batches consumed, samples seen per task). Streams are functions
-of (seed, batch index) (see `showo.data.stream`), so restoring that state restarts every stream exactly
-where the interrupted run stood, with no data replayed.
+Checkpoints hold the stream state (seed, batches consumed, samples seen per task, the shard list of every
+task). Streams are functions of (seed, batch index) over that shard list (see `showo.data.stream`), so
+restoring that state restarts every stream exactly where the interrupted run stood, with no data replayed.
+A resume over another shard list (a shard deleted from a glob, one added) would silently train on other
+data, so it is refused unless the recipe sets `data.allow_shard_change`.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import lightning.pytorch as pl
@@ -16,13 +19,54 @@ from torch.utils.data import DataLoader
 
 from showo.data.batches import BatchBuilder
 from showo.data.shards import expand_shards
-from showo.data.stream import TaskStream
+from showo.data.stream import TaskStream, raise_stream_errors
 from showo.errors import ShowoError
 from showo.prompting import Prompter
 from showo.recipe.schema import TASKS, DataConfig
 
 # Streams are ordered by the official row order [t2i | lm | mmu], then the rest.
 STREAM_ORDER: tuple[str, ...] = ("t2i", "c2i", "lm", "mmu", "instruct", "mixed")
+
+
+def shard_list(urls: list[str], key: str) -> list[list[Any]]:
+    """[file name, bytes] of every shard, in stream order: what a checkpoint records of its data."""
+    try:
+        return [[os.path.basename(u), os.path.getsize(u)] for u in urls]
+    except OSError as err:
+        raise ShowoError(f"{key}: shard {err.filename} cannot be read ({err.strerror})") from None
+
+
+def shard_change(task: str, before: list[list[Any]], now: list[list[Any]]) -> str | None:
+    """What differs between the shard list a checkpoint was trained on and the recipe's, or None."""
+    if before == now:
+        return None
+    names_before, names_now = [n for n, _ in before], [n for n, _ in now]
+    if not now:
+        return f"data.streams.{task} is gone from the recipe"
+    if not before:
+        return f"data.streams.{task} is new in the recipe"
+    gone = [n for n in names_before if n not in names_now]
+    new = [n for n in names_now if n not in names_before]
+    if gone:
+        detail = f"{gone[0]} is missing" + (f" (and {len(gone) - 1} more)" if len(gone) > 1 else "")
+    elif new:
+        detail = f"{new[0]} is new" + (f" (and {len(new) - 1} more)" if len(new) > 1 else "")
+    elif names_before != names_now:
+        detail = "the shards are in another order"
+    else:
+        changed = next(n for (n, b), (_, c) in zip(before, now) if b != c)
+        detail = f"{changed} changed size"
+    return (
+        f"data.streams.{task}.shards: the checkpoint was trained on {len(before)} shards, the recipe lists"
+        f" {len(now)}; {detail}"
+    )
+
+
+class StreamLoader(DataLoader):
+    """A stream's DataLoader: a `ShowoError` a worker handed over as an item is raised here, as one line."""
+
+    def __iter__(self):
+        return raise_stream_errors(super().__iter__())
 
 
 class ShowoDataModule(pl.LightningDataModule):
@@ -47,6 +91,7 @@ class ShowoDataModule(pl.LightningDataModule):
         if unknown or not self.streams:
             raise ShowoError(f"data.streams needs tasks among {', '.join(TASKS)}, got {sorted(data.streams)}")
         self.urls = {t: expand_shards(s.shards, f"data.streams.{t}.shards") for t, s in self.streams.items()}
+        self.shard_lists = {t: shard_list(u, f"data.streams.{t}.shards") for t, u in self.urls.items()}
         self.builders = {
             t: BatchBuilder(
                 task=t,
@@ -89,7 +134,7 @@ class ShowoDataModule(pl.LightningDataModule):
 
     def loader(self, task: str, start_batch: int = 0, rank: int = 0, world_size: int = 1) -> DataLoader:
         workers = self.data.num_workers
-        return DataLoader(
+        return StreamLoader(
             self.stream(task, start_batch, rank, world_size),
             batch_size=None,
             num_workers=workers,
@@ -115,6 +160,7 @@ class ShowoDataModule(pl.LightningDataModule):
             "batches": batches,
             "world_size": world,
             "samples_seen": {t: batches * s.batch_size * world for t, s in self.streams.items()},
+            "shards": self.shard_lists,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -123,4 +169,13 @@ class ShowoDataModule(pl.LightningDataModule):
                 f"run.seed {self.seed} differs from the checkpoint's {state_dict.get('seed')}:"
                 " resuming would change the data order (start a new run instead)"
             )
+        saved = state_dict.get("shards")
+        if saved is not None and not self.data.allow_shard_change:
+            for task in sorted(set(saved) | set(self.shard_lists)):
+                change = shard_change(task, saved.get(task, []), self.shard_lists.get(task, []))
+                if change is not None:
+                    raise ShowoError(
+                        f"{change}: resuming would train on other data than the checkpoint"
+                        " (set data.allow_shard_change: true to resume anyway)"
+                    )
         self.resume_batches = int(state_dict["batches"])

@@ -11,13 +11,18 @@ Layout of the randomness (all seeds from integers, so they are the same in every
 - Resuming at step s rebuilds the lane's pipeline of segment s // segment_steps and skips, undecoded, the
   samples its earlier steps in that segment consumed: none when s is a checkpoint step, so a resume neither
   replays data nor pays to skip it.
+
+Samples are read by `showo.data.reader` (data-only decoding, codes checked against the recipe's vocabulary
+and grid). A `ShowoError` in a loader worker would reach the main process wrapped in the worker's traceback,
+so the stream hands it over as an `{"error": message}` item instead, and `raise_stream_errors` raises it
+there as the one line it was.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import webdataset as wds
@@ -25,7 +30,11 @@ from torch.utils.data import IterableDataset, get_worker_info
 from webdataset.utils import make_seed
 
 from showo.data.batches import BatchBuilder
+from showo.data.reader import decode_stages, shard_samples_stage
 from showo.errors import ShowoError
+
+ERROR_KEY = "error"
+"""Key of the item a stream yields, instead of a batch, when reading or building it failed."""
 
 
 def _same_seed_everywhere() -> int:
@@ -92,20 +101,26 @@ class TaskStream(IterableDataset):
             ),
             split_by_node(self.rank, self.world_size),
             split_by_worker(lane, self.lanes),
-            wds.tarfile_to_samples(),
+            shard_samples_stage(),
         ]
         if self.shuffle_buffer > 1:
             seed = make_seed(self.seed, self.task_index, segment, self.rank, lane)
             stages.append(wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, seed=seed))
         if skip:
             stages.append(functools.partial(_skip, count=skip))
-        stages.append(wds.decode())
+        stages += decode_stages(self.builder.code_spec())
         return iter(wds.DataPipeline(*stages))
 
     def batch_seed(self, step: int) -> int:
         return make_seed(self.seed, self.task_index, self.rank, step, 1)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        try:
+            yield from self._batches()
+        except ShowoError as err:
+            yield {ERROR_KEY: str(err)}
+
+    def _batches(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
         worker = info.id if info is not None else 0
         if (info.num_workers if info is not None else 1) != self.lanes:
@@ -124,3 +139,11 @@ class TaskStream(IterableDataset):
                 batch = list(itertools.islice(samples, self.batch_size))
                 yield {"step": step, **self.builder(batch, self.batch_seed(step))}
                 step += self.lanes
+
+
+def raise_stream_errors(batches: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The batches of a stream's loader, raising the `ShowoError` a worker handed over as an item."""
+    for batch in batches:
+        if ERROR_KEY in batch:
+            raise ShowoError(batch[ERROR_KEY])
+        yield batch

@@ -150,6 +150,9 @@ class DataConfig:
     """Samples in each stream's shuffle buffer (official 1000)."""
     streams: dict[str, StreamConfig | None] = field(default_factory=dict)
     """Task name (t2i | c2i | mmu | lm | instruct | mixed) -> stream; null drops a stream set by `base:`."""
+    allow_shard_change: bool = False
+    """Resume even when a stream's shards differ from those the checkpoint was trained on (a shard deleted
+    from a glob, one added, one rewritten); off by default because the run would silently read other data."""
 
     def check(self, key: str) -> None:
         _positive(f"{key}.resolution", self.resolution)

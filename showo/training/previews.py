@@ -13,9 +13,9 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
-import webdataset as wds
 
 from showo.data.datamodule import ShowoDataModule
+from showo.data.reader import CodeSpec, read_shards
 from showo.recipe.schema import ShowoRecipe
 from showo.sampling import maskgit, understand
 from showo.sampling.images import decode_codes, make_grid, to_pil
@@ -41,16 +41,18 @@ class Previews(pl.Callback):
             self._image_tokenizer = load_image_tokenizer(self.image_tokenizer_path)
         return self._image_tokenizer
 
-    def caption_codes(self, num_tokens: int) -> torch.Tensor | None:
-        """Codes of the first `caption_images` samples of the captioning stream's first shard."""
+    def caption_codes(self, num_tokens: int, codebook_size: int) -> torch.Tensor | None:
+        """Codes of the first `caption_images` samples of the captioning stream's first shard (read and
+        checked by the one shard reader, like the training stream)."""
         task = next((t for t in ("mmu", "instruct") if t in self.datamodule.urls), None)
         if task is None or self.cfg.caption_images == 0:
             return None
         first = self.datamodule.urls[task][0]
-        pipeline = wds.DataPipeline(wds.SimpleShardList([first]), wds.tarfile_to_samples(), wds.decode())
+        pipeline = read_shards([first], CodeSpec(codebook_size, num_tokens))
         codes = [
             np.asarray(s["codes.npy"]).astype(np.int64)
             for s in itertools.islice(pipeline, self.cfg.caption_images)
+            if "codes.npy" in s
         ]
         codes = [c for c in codes if c.shape == (num_tokens,)]
         return torch.from_numpy(np.stack(codes)) if codes else None
@@ -85,7 +87,7 @@ class Previews(pl.Callback):
                         "samples/t2i", np.asarray(make_grid(to_pil(pixels))), step, dataformats="HWC"
                     )
                     writer.add_text("samples/prompts", " | ".join(self.cfg.prompts), step)
-            codes = self.caption_codes(model.config.num_image_tokens)
+            codes = self.caption_codes(model.config.num_image_tokens, model.vocab.codebook_size)
             if codes is not None:
                 ids = model.vocab.codes_to_ids(codes).to(pl_module.device)
                 answers = understand.decode(
