@@ -108,3 +108,29 @@ def omni_block_mask(input_ids: torch.Tensor, vocab: UnifiedVocab, task: str) -> 
 
     batch, length = input_ids.shape
     return create_block_mask(mask_mod, B=batch, H=None, Q_LEN=length, KV_LEN=length, device=input_ids.device)
+
+
+def batch_block_mask(
+    parts: list[tuple[str, torch.Tensor]], vocab: UnifiedVocab, compiled: bool = False
+) -> Any:
+    """``batch_attention_mask`` as one FlexAttention ``BlockMask``: each row follows its own task's rule.
+
+    ``compiled`` builds the mask through ``torch.compile`` (about 10x faster than the eager vmap on a GPU).
+    """
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    parts = [(_task(task), ids) for task, ids in parts if len(ids)]
+    ids = torch.cat([p for _, p in parts])
+    roles = token_roles(ids, vocab)
+    rules = [task for task, _ in parts]
+    row_rule = torch.cat([torch.full((len(p),), i, device=ids.device) for i, (_, p) in enumerate(parts)])
+
+    def mask_mod(b: torch.Tensor, h: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros_like(q, dtype=torch.bool)
+        for i, task in enumerate(rules):
+            out = out | ((row_rule[b] == i) & allowed(b, q, k, roles, task))
+        return out
+
+    build = torch.compile(create_block_mask) if compiled else create_block_mask
+    batch, length = ids.shape
+    return build(mask_mod, B=batch, H=None, Q_LEN=length, KV_LEN=length, device=ids.device)

@@ -24,3 +24,18 @@ def test_run_all_lists_every_benchmark_program_and_nothing_else():
 def test_last_json_line_skips_progress_output():
     assert run_all.last_json_line('progress 10%\n{"a": 1}\n[bench] done\n') == {"a": 1}
     assert run_all.last_json_line("no json here") is None
+
+
+def test_gpu_benchmarks_run_on_the_cpu_at_tiny_size_and_skip_without_cuda(capsys):
+    """The accelerator scripts are programs `make bench` can call anywhere: a tiny CPU step, or a skip line."""
+    import json
+
+    from bench import gpu_throughput, gpu_tokenizer
+
+    gpu_throughput.main(["--preset", "tiny", "--device", "cpu", "--modes", "sdpa", "--steps", "1"])
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    sdpa = line["sdpa"]
+    assert sdpa["seq_len"] == 16 + 16 + 3 and sdpa["tokens_per_s"] > sdpa["nonpad_tokens_per_s"] > 0
+    assert 0 < sdpa["pad_fraction"] < 1
+    gpu_tokenizer.main([])
+    assert json.loads(capsys.readouterr().out.strip()) == {"bench": "gpu_tokenizer", "skipped": "no CUDA device"}

@@ -244,3 +244,31 @@ def test_flex_block_mask_matches_dense(phi_layout_tokenizer):
                 q, k, v, attn_mask=omni_attention_mask(ids, vocab, task)
             )
             assert torch.allclose(got, ref, atol=1e-5), task
+
+
+def test_batch_block_mask_matches_the_dense_batch_mask(phi_layout_tokenizer):
+    """A concatenated [t2i | lm | mmu] batch: one BlockMask, each row under its own rule, equals SDPA with
+    ``batch_attention_mask``."""
+    import warnings
+
+    from torch.nn.attention.flex_attention import flex_attention
+
+    from showo.attention import batch_attention_mask, batch_block_mask
+
+    vocab = UnifiedVocab.extend_tokenizer(phi_layout_tokenizer, 8192)
+    pr = Prompter(phi_layout_tokenizer, vocab, max_text_len=16, num_image_tokens=144)
+    gen = torch.Generator().manual_seed(6)
+    img = random_images(vocab, 2, 144, gen)
+    parts = [
+        ("t2i", pr.t2i_gen(["1 2 3", ""], img)),
+        ("lm", pr.lm(["1 2 3 4 5"])[0]),
+        ("mmu", pr.mmu(img, ["4 5", "6"])[0]),
+    ]
+    q, k, v = (torch.randn(5, 2, 163, 8, generator=gen) for _ in range(3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = flex_attention(q, k, v, block_mask=batch_block_mask(parts, vocab))
+    ref = torch.nn.functional.scaled_dot_product_attention(
+        q, k, v, attn_mask=batch_attention_mask(parts, vocab)
+    )
+    assert torch.allclose(got, ref, atol=1e-5)
