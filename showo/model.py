@@ -18,17 +18,20 @@ tokens) and ``vocab.json``. ``from_pretrained`` also accepts an official Show-o 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import nn
 from transformers import AutoTokenizer, PhiConfig, PhiForCausalLM
 
 from showo.errors import ShowoError
 from showo.prompting import Prompter
+from showo.safeio import first_line, read_json_object, read_safetensors
 from showo.vocab import UnifiedVocab
 
 FORMAT_VERSION = 1
@@ -37,6 +40,26 @@ WEIGHTS_NAME = "model.safetensors"
 VOCAB_NAME = "vocab.json"
 # Recipe spellings -> transformers' names.
 ATTN_IMPLEMENTATIONS = {"flex": "flex_attention"}
+MAX_PARAMS = 100_000_000_000
+"""Configs describing more parameters are refused before anything is allocated (a hostile or mistyped
+config.json would otherwise allocate until memory runs out)."""
+LLM_INT_LIMITS = {
+    "vocab_size": 2**22,
+    "hidden_size": 2**16,
+    "intermediate_size": 2**18,
+    "num_hidden_layers": 2**10,
+    "num_attention_heads": 2**10,
+    "max_position_embeddings": 2**22,
+}
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "vocab.txt", "tokenizer.model", "spiece.model")
+"""A text tokenizer directory needs one of these (transformers silently builds an empty tokenizer without)."""
+
+
+def _bounded_int(data: dict[str, Any], key: str, high: int, source: str) -> int:
+    value = data.get(key)
+    if type(value) is not int or not 1 <= value <= high:
+        raise ShowoError(f"{source}: {key} must be an integer in 1..{high}, got {str(value)[:40]!r}")
+    return value
 
 
 @dataclass
@@ -59,34 +82,106 @@ class ShowOConfig:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ShowOConfig:
-        try:
-            return cls(
-                codebook_size=int(data["codebook_size"]),
-                num_image_tokens=int(data["num_image_tokens"]),
-                max_text_len=int(data["max_text_len"]),
-                llm=dict(data["llm"]),
-            )
-        except KeyError as exc:
-            raise ShowoError(f"Show-o config.json lacks {exc.args[0]!r}") from None
+    def from_dict(cls, data: Any, source: str = "Show-o config.json") -> ShowOConfig:
+        """Types and ranges checked; the LLM config is checked by `phi_config` before anything is built."""
+        if not isinstance(data, dict):
+            raise ShowoError(f"{source} must be a JSON object, not {type(data).__name__}")
+        missing = [k for k in ("codebook_size", "num_image_tokens", "max_text_len", "llm") if k not in data]
+        if missing:
+            raise ShowoError(f"{source} lacks {missing[0]!r}")
+        if not isinstance(data["llm"], dict):
+            raise ShowoError(f"{source}: llm must be a JSON object with the Phi config")
+        return cls(
+            codebook_size=_bounded_int(data, "codebook_size", 2**16, source),
+            num_image_tokens=_bounded_int(data, "num_image_tokens", 2**20, source),
+            max_text_len=_bounded_int(data, "max_text_len", 2**20, source),
+            llm=dict(data["llm"]),
+        )
 
 
-def phi_config(llm: PhiConfig | dict[str, Any], attn_implementation: str | None = None) -> PhiConfig:
-    """A PhiConfig with QK-LayerNorm forced on (as the official fork does) and caching off for training."""
+def llm_param_count(cfg: PhiConfig) -> int:
+    """Parameters a PhiForCausalLM of `cfg` holds (embedding, lm_head, per-layer attention and MLP)."""
+    h, inter, layers, vocab = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers, cfg.vocab_size
+    return 2 * vocab * h + layers * (4 * h * h + 2 * h * inter)
+
+
+def check_llm_config(cfg: PhiConfig, source: str) -> None:
+    """Types, ranges and the parameter count of a Phi config, before any weight is allocated."""
+    values = cfg.to_dict()
+    for key, high in LLM_INT_LIMITS.items():
+        _bounded_int(values, key, high, source)
+    if cfg.hidden_size % cfg.num_attention_heads:
+        raise ShowoError(f"{source}: hidden_size {cfg.hidden_size} is not divisible by num_attention_heads")
+    kv = values.get("num_key_value_heads")
+    if kv is not None and (type(kv) is not int or not 1 <= kv <= cfg.num_attention_heads):
+        raise ShowoError(f"{source}: num_key_value_heads must be in 1..num_attention_heads, got {kv!r}")
+    for key in ("partial_rotary_factor", "layer_norm_eps", "resid_pdrop", "embd_pdrop", "attention_dropout"):
+        value = values.get(key)
+        if value is not None and (
+            not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
+        ):
+            raise ShowoError(f"{source}: {key} must be a finite number, got {str(value)[:40]!r}")
+    if not 0 < values.get("partial_rotary_factor", 0.5) <= 1:
+        raise ShowoError(f"{source}: partial_rotary_factor must be in (0, 1]")
+    count = llm_param_count(cfg)
+    if count > MAX_PARAMS:
+        raise ShowoError(
+            f"{source} describes {count:.3g} parameters (more than {MAX_PARAMS:.0e}): refusing to build"
+        )
+
+
+def check_weights_size(cfg: PhiConfig, file: Path) -> None:
+    """Refuse a config whose model is far larger than the tensors its safetensors file stores (read from the
+    file's header only), so absurd sizes fail before any allocation."""
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            stored = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+    except Exception as err:  # noqa: BLE001  (safetensors raises its own and OS errors)
+        raise ShowoError(
+            f"cannot read weights {file} (truncated or not safetensors): {first_line(err)}"
+        ) from None
+    if llm_param_count(cfg) > 2 * stored + 10**6:
+        raise ShowoError(
+            f"{file.parent}: the config describes {llm_param_count(cfg)} parameters but {file.name} stores {stored}"
+        )
+
+
+def phi_config(
+    llm: PhiConfig | dict[str, Any], attn_implementation: str | None = None, source: str = "LLM config"
+) -> PhiConfig:
+    """A checked PhiConfig with QK-LayerNorm forced on (as the official fork does) and caching off."""
     kwargs = dict(llm) if isinstance(llm, dict) else llm.to_dict()
     kwargs.update(qk_layernorm=True, use_cache=False)
     if attn_implementation is not None:
         kwargs["attn_implementation"] = ATTN_IMPLEMENTATIONS.get(attn_implementation, attn_implementation)
-    return PhiConfig(**kwargs)
+    try:
+        cfg = PhiConfig(**kwargs)
+    except Exception as err:  # noqa: BLE001  (transformers' strict field validation has its own types)
+        raise ShowoError(f"{source}: {first_line(err)}") from None
+    check_llm_config(cfg, source)
+    return cfg
+
+
+def read_phi_config(directory: Path) -> PhiConfig:
+    """A local Phi directory's config (its config.json must be a JSON object); errors are one line."""
+    data = read_json_object(directory / CONFIG_NAME, "LLM config")
+    try:
+        return PhiConfig.from_dict(data)
+    except Exception as err:  # noqa: BLE001  (transformers' strict field validation has its own types)
+        raise ShowoError(f"{directory / CONFIG_NAME}: {first_line(err)}") from None
 
 
 def _load_tokenizer(path: str | Path, own_checkpoint: bool = False) -> Any:
     """AutoTokenizer; in our checkpoints config.json is ours, so hand it the Phi model type instead."""
+    if not any((Path(path) / name).is_file() for name in TOKENIZER_FILES):
+        raise ShowoError(
+            f"{path} holds no text tokenizer files (one of {', '.join(TOKENIZER_FILES)}); pass a directory that has them"
+        )
     kwargs = {"config": PhiConfig()} if own_checkpoint else {}
     try:
-        return AutoTokenizer.from_pretrained(str(path), **kwargs)
-    except (OSError, ValueError) as exc:
-        raise ShowoError(f"cannot load a text tokenizer from {path}: {exc}".splitlines()[0]) from None
+        return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False, **kwargs)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ShowoError(f"cannot load a text tokenizer from {path}: {first_line(exc)}") from None
 
 
 class ShowO(nn.Module):
@@ -127,10 +222,10 @@ class ShowO(nn.Module):
             path = Path(llm_dir_or_config)
             if not (path / CONFIG_NAME).is_file():
                 raise ShowoError(f"LLM directory {path} has no config.json")
-            cfg = phi_config(PhiConfig.from_pretrained(str(path)), attn_implementation)
+            cfg = phi_config(read_phi_config(path), attn_implementation, f"{path}/{CONFIG_NAME}")
             llm = PhiForCausalLM.from_pretrained(str(path), config=cfg, dtype=torch.float32)
         else:
-            llm = PhiForCausalLM(phi_config(llm_dir_or_config, attn_implementation))
+            llm = PhiForCausalLM(phi_config(llm_dir_or_config, attn_implementation, "model.llm_config"))
         llm.resize_token_embeddings(vocab.size, mean_resizing=False)
         config = ShowOConfig(codebook_size, num_image_tokens, max_text_len, llm.config.to_dict())
         return cls(llm, vocab, config, tokenizer)
@@ -208,24 +303,27 @@ class ShowO(nn.Module):
         path = Path(path)
         if not (path / CONFIG_NAME).is_file():
             raise ShowoError(f"{path} is not a Show-o checkpoint directory (no config.json)")
-        data = json.loads((path / CONFIG_NAME).read_text())
+        data = read_json_object(path / CONFIG_NAME, "Show-o config")
         if official.is_official_config(data):
             return official.load_official(
                 path, attn_implementation=attn_implementation, llm_path=llm_path, max_text_len=max_text_len
             )
         if data.get("model_type") != "showo":
             raise ShowoError(f"{path}/config.json is neither a Show-o checkpoint of ours nor an official one")
-        config = ShowOConfig.from_dict(data)
+        config = ShowOConfig.from_dict(data, f"{path}/{CONFIG_NAME}")
+        cfg = phi_config(config.llm, attn_implementation, f"{path}/{CONFIG_NAME} llm")
         if not (path / WEIGHTS_NAME).is_file():
             raise ShowoError(f"{path} has no {WEIGHTS_NAME}")
+        check_weights_size(cfg, path / WEIGHTS_NAME)
         tokenizer = _load_tokenizer(path, own_checkpoint=True)
         vocab = UnifiedVocab.extend_tokenizer(tokenizer, config.codebook_size)
         if (path / VOCAB_NAME).is_file():
-            stored = UnifiedVocab.from_dict(json.loads((path / VOCAB_NAME).read_text()))
+            stored = UnifiedVocab.from_dict(read_json_object(path / VOCAB_NAME, "vocabulary"))
             if stored != vocab:
                 raise ShowoError(f"{path}: tokenizer ids do not match {VOCAB_NAME}")
-        llm = PhiForCausalLM(phi_config(config.llm, attn_implementation))
-        load_llm_state(llm, load_file(str(path / WEIGHTS_NAME)), str(path / WEIGHTS_NAME))
+        state = read_safetensors(path / WEIGHTS_NAME)
+        llm = PhiForCausalLM(cfg)
+        load_llm_state(llm, state, str(path / WEIGHTS_NAME))
         return cls(llm, vocab, config, tokenizer)
 
 

@@ -109,10 +109,17 @@ class UnifiedVocab:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UnifiedVocab:
         names = {f.name for f in fields(cls)}
+        if not isinstance(data, dict):
+            raise ShowoError(f"vocabulary metadata must be a JSON object, not {type(data).__name__}")
         missing = names - data.keys()
         if missing:
             raise ShowoError(f"vocabulary metadata lacks {sorted(missing)}")
-        vocab = cls(**{k: int(data[k]) for k in names})
+        bad = [k for k in sorted(names) if type(data[k]) is not int or not 0 <= data[k] < 2**31]
+        if bad:
+            raise ShowoError(
+                f"vocabulary metadata: {bad[0]} must be an integer in 0..2^31-1, got {data[bad[0]]!r}"
+            )
+        vocab = cls(**{k: data[k] for k in names})
         if vocab.mask_id != vocab.size - 1 or vocab.size != vocab.image_offset + vocab.codebook_size + 1:
             raise ShowoError(f"inconsistent vocabulary metadata: {data}")
         return vocab

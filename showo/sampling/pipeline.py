@@ -1,8 +1,8 @@
 """What the inference commands load: a Show-o checkpoint directory, its prompter and its image tokenizer.
 
 The image tokenizer is found, in order: the explicit path (`--image-tokenizer`), `<ckpt>/image_tokenizer/`
-(written by `showo export`), or an `image_tokenizer` path recorded in `<ckpt>/config.json` (relative to
-the checkpoint directory when not absolute).
+(written by `showo export`), or an `image_tokenizer` path recorded in `<ckpt>/config.json`, relative to the
+checkpoint directory and inside it (a path taken from a file is never absolute and never climbs out with `..`).
 """
 
 from __future__ import annotations
@@ -51,12 +51,18 @@ def find_image_tokenizer(ckpt: Path, explicit: str | Path | None) -> Path:
     if (ckpt / IMAGE_TOKENIZER_DIR).is_dir():
         return ckpt / IMAGE_TOKENIZER_DIR
     try:
-        recorded = json.loads((ckpt / "config.json").read_text()).get(IMAGE_TOKENIZER_DIR)
-    except (OSError, json.JSONDecodeError):
-        recorded = None
+        data = json.loads((ckpt / "config.json").read_text())
+    except (OSError, ValueError):
+        data = None
+    recorded = data.get(IMAGE_TOKENIZER_DIR) if isinstance(data, dict) else None
     if isinstance(recorded, str) and recorded:
         path = Path(recorded)
-        return path if path.is_absolute() else ckpt / path
+        if path.is_absolute() or ".." in path.parts:
+            raise ShowoError(
+                f"{ckpt}/config.json records image_tokenizer {recorded[:80]!r} outside the checkpoint directory:"
+                " pass --image-tokenizer DIR"
+            )
+        return ckpt / path
     raise ShowoError(f"{ckpt} has no {IMAGE_TOKENIZER_DIR}/ directory: pass --image-tokenizer DIR")
 
 

@@ -17,6 +17,32 @@ from showo.recipe.schema import OptimConfig, RunConfig, TrainerConfig
 MODEL_TYPE = "showo-magvitv2-lfq"
 
 
+MAX_LEVELS = 8
+MAX_WIDTH = 8192
+MAX_BLOCKS = 64
+LIST_FIELDS = ("ch_mult", "num_res_blocks", "decoder_ch_mult", "decoder_num_res_blocks")
+
+
+def _check_field(key: str, value: Any) -> None:
+    """Types and sizes of one stored config field, bounded before any module is built."""
+    if key == "dropout":
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ShowoError(f"tokenizer config.dropout must be a number, got {str(value)[:40]!r}")
+        return
+    values = value if key in LIST_FIELDS else [value]
+    if key in LIST_FIELDS and (not isinstance(value, list) or not 1 <= len(value) <= MAX_LEVELS):
+        raise ShowoError(f"tokenizer config.{key} must be a list of 1..{MAX_LEVELS} integers")
+    high = (
+        MAX_BLOCKS
+        if "blocks" in key
+        else MAX_WIDTH
+        if key in ("ch", "norm_groups", "ch_mult", "decoder_ch_mult")
+        else 2**16
+    )
+    if any(type(v) is not int or not 0 <= v <= high for v in values):
+        raise ShowoError(f"tokenizer config.{key} must hold integers in 0..{high}, got {str(value)[:60]!r}")
+
+
 @dataclass
 class TokenizerConfig:
     """Encoder/decoder widths and depths; the defaults build the official 95,387,004-parameter model."""
@@ -55,6 +81,9 @@ class TokenizerConfig:
             )
         if self.norm_groups <= 0 or self.ch <= 0:
             raise ShowoError(f"{key}.ch and {key}.norm_groups must be positive")
+        widest = self.ch * max([*self.ch_mult, *self.decoder_ch_mult, 1])
+        if widest > MAX_WIDTH:
+            raise ShowoError(f"{key}: widest level ch*mult = {widest} exceeds {MAX_WIDTH}")
         if not self.ch_mult or len(self.num_res_blocks) != len(self.ch_mult):
             raise ShowoError(f"{key}.num_res_blocks must have one entry per {key}.ch_mult level")
         if len(self.decoder_ch_mult) != len(self.ch_mult):
@@ -93,11 +122,15 @@ class TokenizerConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TokenizerConfig:
         """Build from `to_dict()` output; unknown keys are an error (a config from something else)."""
+        if not isinstance(data, dict):
+            raise ShowoError(f"tokenizer config must be a JSON object, not {type(data).__name__}")
         data = {k: v for k, v in data.items() if k != "model_type"}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ShowoError(f"unknown tokenizer config keys: {', '.join(unknown)}")
+        for key, value in data.items():
+            _check_field(key, value)
         config = cls(**data)
         config.check("tokenizer config")
         return config

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from showo.errors import ShowoError
+from showo.safeio import load_weights_only, read_json_object, read_safetensors
 from showo.tokenizer.config import MODEL_TYPE, TokenizerConfig
 from showo.tokenizer.lfq import LFQuantizer, code_bits, power_values
 from showo.tokenizer.modules import Decoder, Encoder
@@ -157,12 +158,9 @@ class ImageTokenizer(nn.Module):
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Read a safetensors or torch (weights_only) file; unwrap a `state_dict` / `model` entry if present."""
-    try:
-        if path.suffix == ".safetensors":
-            return load_file(str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any reader failure is a bad user file
-        raise ShowoError(f"cannot read tokenizer checkpoint {path}: {type(err).__name__}: {err}") from err
+    if path.suffix == ".safetensors":
+        return read_safetensors(path, "tokenizer checkpoint")
+    state = load_weights_only(path, "tokenizer checkpoint")
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -220,10 +218,7 @@ def load_image_tokenizer(path: str | Path, config: TokenizerConfig | None = None
             config_path = path / CONFIG_NAME
             if not config_path.is_file():
                 raise ShowoError(f"image tokenizer {path} has {WEIGHTS_NAME} but no {CONFIG_NAME}")
-            try:
-                data = json.loads(config_path.read_text())
-            except json.JSONDecodeError as err:
-                raise ShowoError(f"image tokenizer config {config_path} is not valid JSON: {err}") from err
+            data = read_json_object(config_path, "image tokenizer config")
             if data.get("model_type") != MODEL_TYPE:
                 raise ShowoError(
                     f"{config_path} is not a {MODEL_TYPE} config (model_type={data.get('model_type')!r})"

@@ -234,14 +234,20 @@ def reusable_export(recipe: TokenizerRecipe) -> Path | None:
 
 
 def _resume_path(recipe: TokenizerRecipe, checkpoints: Path) -> str | None:
+    """`auto`: the newest checkpoint (`last.ckpt`, then the step checkpoints) that passes verification, one
+    line per skipped one; an explicitly named checkpoint that fails verification is an error."""
+    from showo.training.checkpoint import checked, newest_good
+
     if recipe.resume == "never":
         return None
     if recipe.resume == "auto":
-        last = checkpoints / "last.ckpt"
-        return str(last) if last.is_file() else None
+        steps = sorted(checkpoints.glob("step-*.ckpt")) if checkpoints.is_dir() else []
+        last = [checkpoints / "last.ckpt"] if (checkpoints / "last.ckpt").is_file() else []
+        found = newest_good(steps + last, "resume")
+        return str(found) if found else None
     if not Path(recipe.resume).is_file():
         raise ShowoError(f"resume checkpoint not found: {recipe.resume}")
-    return recipe.resume
+    return str(checked(recipe.resume, "resume"))
 
 
 def _strategy(recipe: TokenizerRecipe) -> str:
@@ -301,7 +307,8 @@ def fit(recipe: TokenizerRecipe) -> Path:
     module = TokenizerModule(recipe)
     data = TokenizerDataModule(recipe)
     trainer = build_trainer(recipe, run_dir)
-    trainer.fit(module, datamodule=data, ckpt_path=_resume_path(recipe, run_dir / "checkpoints"))
+    resume = _resume_path(recipe, run_dir / "checkpoints")
+    trainer.fit(module, datamodule=data, ckpt_path=resume, weights_only=True)
     if module.evaluated is not None and module.evaluated[0] == trainer.global_step:
         metrics = module.evaluated[1]
     else:

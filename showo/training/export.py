@@ -1,7 +1,9 @@
 """Checkpoint -> the `ShowO.save_pretrained` directory users load for inference, image tokenizer included.
 
-DeepSpeed checkpoint directories are consolidated with DeepSpeed's own zero_to_fp32 reader, so ZeRO-2 and
-ZeRO-3 shards from any number of ranks become one fp32 state dict.
+The checkpoint is verified first (`showo.training.checkpoint.verify_checkpoint`); a run directory means its
+newest checkpoint that passes. Everything is read weights-only: DeepSpeed directories (ZeRO 0-3, any number
+of ranks) are consolidated to one fp32 state dict by `showo.training.zero`, never by DeepSpeed's unpickling
+reader. The tokenizer files stored in the checkpoint must carry plain file names and hold text.
 """
 
 from __future__ import annotations
@@ -13,7 +15,15 @@ from transformers import AutoTokenizer, PhiForCausalLM
 
 from showo.errors import ShowoError
 from showo.model import ShowO, ShowOConfig, load_llm_state, phi_config
-from showo.training.checkpoint import CHECKPOINT_DIR, list_checkpoints, read_llm_weights, read_metadata
+from showo.safeio import first_line, plain_file_name
+from showo.training.checkpoint import (
+    CHECKPOINT_DIR,
+    checked,
+    list_checkpoints,
+    newest_good,
+    read_llm_weights,
+    read_metadata,
+)
 from showo.training.module import METADATA_KEY
 from showo.vocab import UnifiedVocab
 
@@ -21,33 +31,58 @@ IMAGE_TOKENIZER_DIR = "image_tokenizer"
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint path as given, or a run directory's last complete checkpoint."""
+    """A checkpoint path as given, or a run directory's newest checkpoint that passes verification."""
     p = Path(path)
     if not p.exists():
         raise ShowoError(f"checkpoint {p} does not exist")
     if p.is_dir() and (p / CHECKPOINT_DIR).is_dir():
-        found = list_checkpoints(p)
-        if not found:
+        found = newest_good(list_checkpoints(p), "export")
+        if found is None:
             raise ShowoError(f"run {p} has no complete checkpoint")
-        return found[-1]
-    return p
+        return found
+    return checked(p, "export")
+
+
+def showo_metadata(meta: dict, ckpt: Path) -> dict:
+    """The checkpoint's Show-o entry, its fields type-checked (a stranger's file may hold anything)."""
+    showo_meta = meta.get(METADATA_KEY)
+    if showo_meta is None:
+        raise ShowoError(f"{ckpt} was not written by showo training (no Show-o metadata)")
+    fields = {"vocab": dict, "model_config": dict, "tokenizer_files": dict}
+    if not isinstance(showo_meta, dict) or any(
+        not isinstance(showo_meta.get(k), t) for k, t in fields.items()
+    ):
+        raise ShowoError(f"{ckpt}: malformed Show-o metadata (needs vocab, model_config and tokenizer_files)")
+    return showo_meta
+
+
+def write_tokenizer_files(files: dict, directory: Path, ckpt: Path) -> None:
+    """Write the stored tokenizer files into `directory`; every name must be a plain file name."""
+    for name, text in files.items():
+        plain_file_name(name, f"{ckpt}: tokenizer file name")
+        if not isinstance(text, str):
+            raise ShowoError(f"{ckpt}: tokenizer file {name} does not hold text")
+    for name, text in files.items():
+        (directory / name).write_text(text)
 
 
 def load_checkpoint_model(path: str | Path) -> tuple[ShowO, dict]:
     """The ShowO a checkpoint holds (fp32), and the checkpoint's non-weight entries."""
     ckpt = resolve_checkpoint(path)
     meta = read_metadata(ckpt)
-    showo_meta = meta.get(METADATA_KEY)
-    if showo_meta is None:
-        raise ShowoError(f"{ckpt} was not written by showo training (no Show-o metadata)")
+    showo_meta = showo_metadata(meta, ckpt)
+    config = ShowOConfig.from_dict(showo_meta["model_config"], f"{ckpt} model_config")
+    llm_config = phi_config(config.llm, source=f"{ckpt} model_config.llm")
     with tempfile.TemporaryDirectory() as tmp:
-        for name, text in showo_meta["tokenizer_files"].items():
-            (Path(tmp) / name).write_text(text)
-        tokenizer = AutoTokenizer.from_pretrained(tmp)
-    config = ShowOConfig.from_dict(showo_meta["model_config"])
-    llm = PhiForCausalLM(phi_config(config.llm))
+        write_tokenizer_files(showo_meta["tokenizer_files"], Path(tmp), ckpt)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(tmp, trust_remote_code=False)
+        except (OSError, ValueError, TypeError) as err:
+            raise ShowoError(f"{ckpt}: cannot load its stored text tokenizer: {first_line(err)}") from None
+    vocab = UnifiedVocab.from_dict(showo_meta["vocab"])
+    llm = PhiForCausalLM(llm_config)
     load_llm_state(llm, read_llm_weights(ckpt), str(ckpt))
-    return ShowO(llm, UnifiedVocab.from_dict(showo_meta["vocab"]), config, tokenizer), meta
+    return ShowO(llm, vocab, config, tokenizer), meta
 
 
 def export(ckpt: str | Path, out: str | Path, image_tokenizer: str | Path | None = None) -> Path:
@@ -59,10 +94,10 @@ def export(ckpt: str | Path, out: str | Path, image_tokenizer: str | Path | None
 
     model, meta = load_checkpoint_model(ckpt)
     if image_tokenizer is None:
-        image_tokenizer = (
-            meta.get("hyper_parameters", {}).get("recipe", {}).get("model", {}).get("image_tokenizer")
-        )
-        if image_tokenizer is None:
+        image_tokenizer = meta
+        for key in ("hyper_parameters", "recipe", "model", "image_tokenizer"):
+            image_tokenizer = image_tokenizer.get(key) if isinstance(image_tokenizer, dict) else None
+        if not isinstance(image_tokenizer, str):
             raise ShowoError(f"{ckpt} names no image tokenizer: pass --image-tokenizer")
     out = Path(out)
     model.save_pretrained(out)

@@ -9,8 +9,10 @@ from showo.model import CONFIG_NAME, ShowO, load_llm_state
 from showo.recipe.schema import ShowoRecipe
 from showo.training.checkpoint import (
     CHECKPOINT_DIR,
+    checked,
     is_complete,
     list_checkpoints,
+    newest_good,
     read_llm_weights,
     read_metadata,
 )
@@ -35,19 +37,20 @@ def build_model(recipe: ShowoRecipe, load_init: bool = True) -> ShowO:
 
 
 def resolve_init(path: str | Path) -> tuple[str, Path]:
-    """("export", dir) for a `save_pretrained` directory, else ("checkpoint", path): a run dir means its last."""
+    """("export", dir) for a `save_pretrained` directory, else ("checkpoint", path), verified: a run directory
+    means its newest checkpoint that passes verification."""
     p = Path(path)
     if not p.exists():
         raise ShowoError(f"init_from: {p} does not exist")
     if p.is_dir() and (p / CONFIG_NAME).is_file():
         return "export", p
     if p.is_dir() and (p / CHECKPOINT_DIR).is_dir():
-        found = list_checkpoints(p)
-        if not found:
+        found = newest_good(list_checkpoints(p), "init_from")
+        if found is None:
             raise ShowoError(f"init_from: run {p} has no complete checkpoint")
-        return "checkpoint", found[-1]
+        return "checkpoint", found
     if is_complete(p):
-        return "checkpoint", p
+        return "checkpoint", checked(p, "init_from")
     raise ShowoError(f"init_from: {p} is neither a run directory, a checkpoint nor an exported model")
 
 
@@ -59,7 +62,7 @@ def load_init_weights(model: ShowO, path: str | Path) -> Path:
         vocab, weights = previous.vocab, previous.llm.state_dict()
     else:
         meta = read_metadata(source).get(METADATA_KEY)
-        if meta is None:
+        if not isinstance(meta, dict) or "vocab" not in meta:
             raise ShowoError(
                 f"init_from: {source} was not written by showo training (no vocabulary metadata)"
             )

@@ -15,6 +15,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from showo.data.datamodule import ShowoDataModule
 from showo.data.shards import expand_shards
+from showo.device import peak_tflops, resolve_device
 from showo.recipe import save_recipe
 from showo.recipe.schema import ShowoRecipe
 from showo.training.checkpoint import AtomicCheckpoint, find_resume
@@ -56,7 +57,15 @@ def fit(recipe: ShowoRecipe) -> Path:
     )
     callbacks: list[pl.Callback] = [
         AtomicCheckpoint(run_dir, recipe.trainer.checkpoint_every, recipe.trainer.keep_checkpoints),
-        StepTimer(model.vocab.pad_id, recipe.trainer.log_every),
+        StepTimer(
+            model.vocab.pad_id,
+            recipe.trainer.log_every,
+            flops_per_token=6.0 * sum(p.numel() for p in model.parameters()),
+            peak_tflops=recipe.trainer.peak_tflops
+            or peak_tflops(
+                resolve_device("auto" if accelerator == "cuda" else "cpu"), recipe.trainer.precision
+            ),
+        ),
         TQDMProgressBar(refresh_rate=1),
     ]
     if recipe.trainer.sample_every > 0:
@@ -89,5 +98,7 @@ def fit(recipe: ShowoRecipe) -> Path:
             f"showo: {start}; TensorBoard logs in {logger.log_dir} (view: showo tensorboard {run_dir})",
             flush=True,
         )
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+    # the checkpoint passed verification (find_resume); Lightning reads a file weights-only, and a DeepSpeed
+    # directory only after every states file passed a weights-only load
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
     return run_dir
