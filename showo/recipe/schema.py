@@ -9,6 +9,7 @@ reuse `RunConfig`, `OptimConfig` and `TrainerConfig` and get the same checks.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -295,6 +296,9 @@ class TrainerConfig:
     """Steps between checkpoints."""
     keep_checkpoints: int = 3
     """Most recent checkpoints kept (-1 keeps all)."""
+    peak_tflops: float | None = None
+    """Per-device peak (TFLOP/s) for the logged model FLOPs utilisation; None: the known-GPU table in
+    `showo.device` (half precision only; no MFU is logged on a CPU or an unknown device)."""
     sample: SampleConfig = field(default_factory=SampleConfig)
     """Preview settings."""
 
@@ -309,6 +313,8 @@ class TrainerConfig:
         _positive(f"{key}.checkpoint_every", self.checkpoint_every)
         if self.keep_checkpoints == 0 or self.keep_checkpoints < -1:
             raise ShowoError(f"{key}.keep_checkpoints must be >= 1 or -1 (all), got {self.keep_checkpoints}")
+        if self.peak_tflops is not None and not (math.isfinite(self.peak_tflops) and self.peak_tflops > 0):
+            raise ShowoError(f"{key}.peak_tflops must be a positive number or null, got {self.peak_tflops}")
 
 
 @dataclass

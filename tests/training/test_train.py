@@ -35,6 +35,10 @@ def test_training_lowers_the_loss_and_logs_every_stream(baseline):
         "perf/compute_s",
         "perf/samples_per_s_t2i",
         "perf/tokens_per_s_mmu",
+        "perf/tokens_per_s",
+        "perf/nonpad_tokens_per_s",
+        "perf/mfu",
+        "perf/peak_memory_gib",
     ):
         assert len(scalars(baseline["run_dir"], tag)) == STEPS, tag
     lr = scalars(baseline["run_dir"], "train/lr")
