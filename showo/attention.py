@@ -1,4 +1,4 @@
-"""Omni-attention masks (shared/reference/showo-official.md §3), built from the ids alone.
+"""Omni-attention masks (docs/official-differences.md#attention), built from the ids alone.
 
 One rule per task, stated per (query i, key j) in ``allowed`` below and shared by the dense additive mask
 and the optional FlexAttention block mask:

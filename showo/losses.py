@@ -1,4 +1,4 @@
-"""Show-o losses (shared/reference/showo-official.md §4.4), with the official ``[-0:]`` slice bug fixed.
+"""Show-o losses (docs/official-differences.md#losses), with the official ``[-0:]`` slice bug fixed.
 
 Batch forms accepted by ``showo_loss``:
 

@@ -1,4 +1,4 @@
-"""Training-time masking of image tokens for the MTP objective (shared/reference/showo-official.md §5).
+"""Training-time masking of image tokens for the MTP objective (docs/official-differences.md#masking).
 
 Per image: t ~ U(0, 1), rate = schedule(t) (cosine by default, clipped below at ``min_mask_rate``),
 k = max(1, round(N * rate)), and exactly k positions are masked: the slots j where entry j of the argsort

@@ -1,4 +1,4 @@
-"""Official Show-o checkpoints (the showlab/show-o release layout; docs/official-differences.md).
+"""Official Show-o checkpoints (the showlab/show-o release layout; docs/official-differences.md#checkpoints).
 
 An official directory holds ``config.json`` with ``codebook_size``, ``num_vq_tokens``, ``llm_model_path``,
 ``llm_vocab_size`` and ``vocab_size`` (``mask_token_id`` optional), and the weights as

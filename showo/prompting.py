@@ -1,4 +1,4 @@
-"""Sequence layouts for every Show-o task (shared/reference/showo-official.md §2, §6.3, §9.4).
+"""Sequence layouts for every Show-o task (docs/official-differences.md#prompting).
 
 All rows of the classic tasks have length ``L = M + N + 3`` (M = ``max_text_len``, N = ``num_image_tokens``)
 so t2i, lm, mmu and instruct rows concatenate into one batch. ``image_ids`` are already offset into the
@@ -195,7 +195,7 @@ class Prompter:
     def instruct(
         self, image_ids: torch.Tensor, conversations: Sequence[Sequence[dict]]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Instruction-tuning rows (official VQ path, §2.5/§9.4): answers supervised, instructions masked."""
+        """Instruction-tuning rows (the official VQ path): answers supervised, instructions masked."""
         self._check_batch(conversations, image_ids)
         v, m = self.vocab, self.max_text_len
         blocks, labels = [], []
@@ -208,12 +208,12 @@ class Prompter:
     def mmu_gen(
         self, image_ids: torch.Tensor, questions: Sequence[str], template: str = "mmu"
     ) -> torch.Tensor:
-        """Left-padded understanding prompts for decoding (§6.3); generated tokens follow position L-1.
+        """Left-padded understanding prompts for decoding; generated tokens follow position L-1.
 
         ``template``: ``"mmu"`` is the official VQ inference prompt (``[bos] "USER: \\n{q} ASSISTANT:"``, the
         captioning rows' form); ``"instruct"`` is the instruction-tuning form (``"USER: {q} ASSISTANT:"``, no
-        BOS). The official code prompts instruction-tuned models with the first (§6.3 notes the mismatch),
-        which a tiny model does not survive; an evaluation records which one it used.
+        BOS). The official code prompts instruction-tuned models with the first (a mismatch), which a
+        tiny model does not survive; an evaluation records which one it used.
         """
         if template not in PROMPT_TEMPLATES:
             raise ShowoError(

@@ -1,6 +1,6 @@
 """The unified Show-o vocabulary: text ids, [PAD], task/delimiter tokens, image codes, and the mask token.
 
-The id arithmetic follows the official code (shared/reference/showo-official.md §1) but is derived from the
+The id arithmetic follows the official code (docs/official-differences.md#vocabulary) but is derived from the
 tokenizer and the codebook size, never hard-coded: ``[PAD]`` gets ``len(tokenizer)``, the nine task and
 delimiter tokens follow in the official order, image code ``c`` maps to ``image_offset + c`` where
 ``image_offset`` is the tokenizer length after those additions, and the mask token is the last id.

@@ -1,4 +1,4 @@
-"""Inpainting and extrapolation with the t2i model, no fine-tuning (§6.2): MaskGIT on a partly known grid.
+"""Inpainting and extrapolation with the t2i model, no fine-tuning: MaskGIT on a partly known grid.
 
 Extrapolation grows a code canvas by e = g/2 + offset rows or columns (g = the model's square grid side)
 per call. Each window the model sees is g x g: g - e known lines from the canvas edge plus e new ones;

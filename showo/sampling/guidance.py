@@ -1,4 +1,7 @@
-"""Classifier-free guidance as Show-o applies it (§6.1, §12.9), shared by every image sampler."""
+"""Classifier-free guidance as Show-o applies it, shared by every image sampler.
+
+The official formula: docs/official-differences.md#sampling.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """MaskGIT step bookkeeping: how many tokens stay masked after each step, and the Gumbel temperature.
 
-The counts are computed in float32 exactly as the official sampler does (§6.1), so that N=256, T=18 gives
+The counts are computed in float32 exactly as the official sampler does, so that N=256, T=18 gives
 255, 252, ..., 22, 1; float64 would give 128 instead of 127 at step 12 (cos(pi/3) rounds below 0.5).
+The official rules: docs/official-differences.md#sampling.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def mask_len(
 
 
 def remaining_counts(num_tokens: int, steps: int, schedule: str = "cosine") -> list[int]:
-    """Masked-token count left after each step when decoding from a fully masked grid (§6.1 table)."""
+    """Masked-token count left after each step when decoding from a fully masked grid."""
     unknown = torch.tensor([num_tokens])
     counts = []
     for step in range(steps):

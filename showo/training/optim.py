@@ -2,7 +2,7 @@
 
 Decay groups are chosen by module type, not by parameter name: the official name list ("layer_norm.weight",
 "embeddings.weight") matches nothing in Phi, so there every LayerNorm, QK-norm and embedding was decayed
-(shared/reference/showo-official.md §8.1, §12.12). Here biases, all LayerNorms (QK-norm included) and
+(docs/official-differences.md#optimizer). Here biases, all LayerNorms (QK-norm included) and
 embeddings get no decay; Linear weights (lm_head included) do.
 """
 

@@ -1,6 +1,6 @@
-"""Omni-attention masks against hand-written matrices (§3.1 [sim] example) and naive per-position rules.
+"""Omni-attention masks against hand-written matrices (a left-padded t2i row) and naive per-position rules.
 
-The naive references follow the official step lists of showo-official.md §3.1 / §3.2 literally (Python
+The naive references follow the official step lists (docs/official-differences.md#attention) literally (Python
 loops), and the prose rule for the mixed / ar masks.
 """
 
@@ -79,7 +79,7 @@ def test_mmu_hand_written(setup):
 
 
 def official_predict_next(seq, vocab, rm_pad_in_image):
-    """§3.1 steps 1-6, one row at a time."""
+    """The official t2i/lm steps 1-6 (docs/official-differences.md#attention), one row at a time."""
     out = []
     for row in seq.tolist():
         n = len(row)
@@ -107,7 +107,7 @@ def official_predict_next(seq, vocab, rm_pad_in_image):
 
 
 def official_mmu(seq, vocab):
-    """§3.2: causal, plus columns 0..EOI of the FIRST row visible to every row."""
+    """The official mmu mask: causal, plus columns 0..EOI of the FIRST row visible to every row."""
     n = seq.shape[1]
     eoi = seq[0].tolist().index(vocab.eoi_id)
     return torch.tensor([[[int(j <= i or j <= eoi) for j in range(n)] for i in range(n)] for _ in seq])

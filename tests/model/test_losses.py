@@ -1,4 +1,7 @@
-"""Losses (§4.4): MTP slice with identity SOI/EOI targets, shifted NTP, coefficients, empty tasks."""
+"""Losses: MTP slice with identity SOI/EOI targets, shifted NTP, coefficients, empty tasks.
+
+The official rules: docs/official-differences.md#losses.
+"""
 
 import pytest
 import torch
@@ -29,7 +32,7 @@ def batch(phi_layout_tokenizer):
 
 
 def official(logits, labels, bs_t2i, bs_lm, bs_mmu):
-    """The official slices (§4.4) with an explicit mean, written independently of showo.losses."""
+    """The official slices with an explicit mean, written independently of showo.losses."""
     v = logits.shape[-1]
     t2i = F.cross_entropy(logits[:bs_t2i, M + 1 :].reshape(-1, v), labels[:bs_t2i, M + 1 :].reshape(-1))
     lm_rows = slice(bs_t2i, bs_t2i + bs_lm)

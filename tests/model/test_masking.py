@@ -1,4 +1,7 @@
-"""Training-time masking (§5): schedules, exactly k masked positions, at least one, generator-driven."""
+"""Training-time masking: schedules, exactly k masked positions, at least one, generator-driven.
+
+The official rule: docs/official-differences.md#masking.
+"""
 
 import math
 
@@ -17,7 +20,7 @@ def test_schedules_at_known_points():
     assert torch.allclose(mask_ratio(t, "pow3"), torch.tensor([1.0, 0.875, 0.0]))
     sig = mask_ratio(t, "sigmoid")
     assert torch.allclose(sig, torch.tensor([1.0, 0.5, 1e-9]), atol=1e-6)
-    # Mean cosine mask rate is 2/pi (§5).
+    # Mean cosine mask rate is 2/pi.
     u = torch.rand(200_000, generator=torch.Generator().manual_seed(0))
     assert abs(mask_ratio(u).mean().item() - 2 / math.pi) < 3e-3
     with pytest.raises(ShowoError):

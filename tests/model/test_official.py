@@ -1,4 +1,5 @@
-"""An official-format Show-o directory (built here from the §4.1 key list, tiny sizes) loads strictly."""
+"""An official-format Show-o directory (built here from the key list of
+docs/official-differences.md#checkpoints, tiny sizes) loads strictly."""
 
 import json
 
@@ -17,7 +18,7 @@ CODEBOOK, NUM_VQ = 64, 16
 
 
 def official_state(vocab_size, cfg, gen):
-    """Keys and shapes of showo-official.md §4.1 for a tiny Phi, random values (LayerNorms too)."""
+    """Keys and shapes of an official checkpoint for a tiny Phi, random values (LayerNorms too)."""
     h, inter = cfg.hidden_size, cfg.intermediate_size
     head = h // cfg.num_attention_heads
 

@@ -1,4 +1,5 @@
-"""Every task layout, cell for cell, against sequences written by hand from showo-official.md §2, §6.3, §9.4.
+"""Every task layout, cell for cell, against sequences written by hand from
+docs/official-differences.md#prompting.
 
 The fake tokenizer has Phi-1.5's id layout and maps the word "7" to id 7, so texts below are their own ids.
 M = 6, N = 4, L = 13.
@@ -32,7 +33,7 @@ def test_t2i(prompter):
     img = rows(IMG, IMG)
     lab = rows([50305, X, 50307, X], [X, X, X, 50308])
     ids, labels = prompter.t2i(["7 8", "1 2 3 4 5 6 7"], img, lab)
-    # §2.1 [sim] example, and the truncation rule (first M tokens, then eos).
+    # The official M = 6 example, and the truncation rule (first M tokens, then eos).
     assert ids.tolist() == [
         [P, P, T2I, BOS, 7, 8, EOS, SOI, *IMG, EOI],
         [T2I, BOS, 1, 2, 3, 4, EOS, SOI, *IMG, EOI],
@@ -65,7 +66,7 @@ def test_t2i_gen_and_null_prompt(prompter):
     cond = prompter.t2i_gen(["7 8"], masked)
     uncond = prompter.t2i_gen([""], masked)
     assert cond.tolist() == [[P, P, T2I, BOS, 7, 8, EOS, SOI, *[58497] * 4, EOI]]
-    # §2.2: the unconditional prompt equals the training null prompt.
+    # The unconditional prompt equals the training null prompt.
     assert uncond.tolist() == [[P, P, P, P, T2I, BOS, EOS, SOI, *[58497] * 4, EOI]]
 
 
@@ -112,7 +113,7 @@ def test_instruct(prompter):
 
 def test_mmu_gen(prompter):
     ids = prompter.mmu_gen(rows(IMG, IMG), ["5", "1 2 3 4 5 6"])
-    # §6.3 prompt [mmu][soi] img [eoi][bos] "USER: \n{q} ASSISTANT:", left-padded to L.
+    # The official understanding prompt [mmu][soi] img [eoi][bos] "USER: \n{q} ASSISTANT:", left-padded to L.
     assert ids.tolist() == [
         [P, P, MMU, SOI, *IMG, EOI, BOS, USER, 5, ASSISTANT],
         [MMU, SOI, *IMG, EOI, BOS, 3, 4, 5, 6, ASSISTANT],  # keeps the last M-1 prompt tokens

@@ -9,7 +9,7 @@ from showo.vocab import SPECIAL_TOKENS, UnifiedVocab
 
 def test_phi_layout_gives_official_ids(phi_layout_tokenizer):
     v = UnifiedVocab.extend_tokenizer(phi_layout_tokenizer, 8192)
-    # showo-official.md §1 table and config.json of showlab/show-o.
+    # docs/official-differences.md#vocabulary: the official ids and config.json of showlab/show-o.
     assert (v.text_size, v.pad_id, v.bos_id, v.eos_id) == (50295, 50295, 50256, 50256)
     assert [v.soi_id, v.eoi_id, v.sov_id, v.eov_id, v.t2i_id, v.mmu_id, v.t2v_id, v.v2v_id, v.lvg_id] == list(
         range(50296, 50305)

@@ -12,7 +12,7 @@ from showo.recipe.schema import DEFAULT_CAPTION_QUESTIONS
 def test_schema_defaults_fill_what_the_file_leaves_out(valid_recipe, write_recipe):
     recipe = load_recipe(write_recipe(valid_recipe))
     assert isinstance(recipe, ShowoRecipe)
-    # official values (shared/reference/showo-official.md section 8.1) are the schema defaults
+    # official values (docs/official-differences.md#configurations) are the schema defaults
     assert recipe.run.seed == 10086
     assert recipe.objective.cond_dropout_prob == 0.1
     assert recipe.optim.betas == [0.9, 0.999] and recipe.optim.weight_decay == 0.01

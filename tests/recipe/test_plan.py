@@ -106,9 +106,9 @@ def test_paper_scale_stage1(tmp_path, capsys, monkeypatch):
     phi = _phi_dir(tmp_path / "phi-1_5", PHI_15, with_tokenizer=False)
     monkeypatch.chdir(REPO)
     plan = _plan(capsys, "recipes/showo/stage1.yaml", f"model.llm={phi}", "--text-vocab-size", "50295")
-    assert plan["vocab_size"] == 58498  # the official unified vocabulary (showo-official.md section 1)
+    assert plan["vocab_size"] == 58498  # the official unified vocabulary
     assert plan["parameters"] == _phi_parameters(2048, 8192, 24, 32, 58498)
-    assert plan["tokens_per_step"] == 1392 * 387  # 29 rows x 48 GPUs, L = 387 (section 8.2)
+    assert plan["tokens_per_step"] == 1392 * 387  # 29 rows x 48 GPUs, L = 387 (docs/official-differences.md)
     assert plan["gpus"] == 48
 
 

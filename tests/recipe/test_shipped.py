@@ -1,4 +1,5 @@
-"""Every shipped recipe validates; the paper-scale ones carry the official values of showo-official.md section 8."""
+"""Every shipped recipe validates; the paper-scale ones carry the official values
+(docs/official-differences.md#configurations)."""
 
 from __future__ import annotations
 

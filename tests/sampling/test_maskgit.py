@@ -105,7 +105,7 @@ def test_uncond_rows_share_the_current_image_tokens(small_showo):
 
 
 def test_the_loop_leaves_the_official_number_of_masked_tokens():
-    """N=256, T=18: the grid a step sees holds 256, 255, 252, ..., 22 masks (§6.1), whatever the logits."""
+    """N=256, T=18: the grid a step sees holds 256, 255, 252, ..., 22 masks, whatever the logits."""
     vocab = SimpleNamespace(image_offset=10, codebook_size=32, mask_id=42)
     seen = []
 

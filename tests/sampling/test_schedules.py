@@ -1,4 +1,4 @@
-"""Step counts and temperatures against the numbers in shared/reference/showo-official.md §6.1."""
+"""Step counts and temperatures against the official numbers (docs/official-differences.md#sampling)."""
 
 import math
 
@@ -38,7 +38,7 @@ def test_temperature_schedules():
     maskgit = [choice_temperature(1.0, k, steps, "maskgit") for k in range(steps)]
     assert maskgit == pytest.approx([1 - (k + 1) / steps for k in range(steps)])
     official = [choice_temperature(1.0, k, steps, "official") for k in range(8)]
-    # §6.1: 0.944, 0.840, 0.700, 0.544, 0.393, 0.262, 0.160, 0.089
+    # official: 0.944, 0.840, 0.700, 0.544, 0.393, 0.262, 0.160, 0.089
     assert official == pytest.approx([0.944, 0.840, 0.700, 0.544, 0.393, 0.262, 0.160, 0.089], abs=1e-3)
     assert choice_temperature(2.0, 3, 18, "official") == pytest.approx(
         2.0 * math.prod(1 - (j + 1) / 18 for j in range(4))

@@ -1,4 +1,5 @@
-"""The official-default architecture: parameter count, keys and shapes of showo-official.md §7, strict
+"""The official-default architecture: parameter count, keys and shapes of
+docs/official-differences.md#tokenizer, strict
 loading of official-format checkpoints (.safetensors and .bin), and encode/decode at 256 and 512 px."""
 
 import re
@@ -9,7 +10,7 @@ from safetensors.torch import save_file
 
 from showo.tokenizer import ImageTokenizer, TokenizerConfig, load_image_tokenizer
 
-# Keys and shapes named in showo-official.md §7 (checked there against the official code).
+# Keys and shapes of the official MAGVIT-v2 (docs/official-differences.md#tokenizer).
 OFFICIAL_SHAPES = {
     "encoder.conv_in.weight": (128, 3, 3, 3),
     "encoder.down.0.block.0.norm1.weight": (128,),
