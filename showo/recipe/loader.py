@@ -3,6 +3,17 @@
 OmegaConf does the typed merging; this module turns its exceptions into `ShowoError` messages that name
 the file (or override) and the dotted key, suggests the closest valid key for a misspelling, and then
 runs each schema node's `check(key)` for the value rules OmegaConf cannot express.
+
+Interpolation: a recipe may refer to its own keys (`${run.output_dir}/previous`), and nothing else. Every
+resolver (`${oc.env:HOME}`, `${oc.decode:...}`, any `${name:...}`) and every nested interpolation is refused
+with one line, in files and overrides alike: a recipe says what a run did, so the `recipe.yaml` saved next to
+a run, its TensorBoard hyper-parameters and its checkpoints must never hold a value read from the
+environment (a token, a home directory) that the recipe did not state.
+
+`base:` may name any file. Errors about a base file name the file and the schema key, never the file's
+contents: no unknown key is echoed unless it is a near-miss of a schema key, and wrong values are described
+by their type. (Values that pass the schema's type checks and then break a value rule are named, as for
+the recipe itself.) Recipe files larger than `MAX_RECIPE_BYTES` are refused unread.
 """
 
 from __future__ import annotations
@@ -11,6 +22,7 @@ import dataclasses
 import difflib
 import importlib
 import os
+import re
 import types
 import typing
 from collections.abc import Sequence
@@ -33,6 +45,12 @@ KINDS: dict[str, str] = {
 }
 """Recipe kind -> schema class, imported lazily (the tokenizer schema lives with the tokenizer)."""
 
+MAX_RECIPE_BYTES = 1 << 20
+"""Recipes are a few kilobytes; a bigger file is not one (and is not read into memory)."""
+
+_PLAIN_REFERENCE = re.compile(r"\$\{\s*\.*[\w-]+(?:\.[\w-]+)*\s*\}")
+"""`${key}`, `${a.b.0}`, `${..sibling}`: OmegaConf node references, the only interpolation a recipe may use."""
+
 
 def load_recipe(path: str | os.PathLike, overrides: Sequence[str] = ()) -> ShowoRecipe | TokenizerRecipe:
     """Load, merge, type-check and validate a recipe; returns a `ShowoRecipe` or `TokenizerRecipe` object.
@@ -44,8 +62,8 @@ def load_recipe(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Showo
     kind = _kind(layers)
     schema = _schema(kind)
     cfg = OmegaConf.structured(schema)
-    for source, layer in layers:
-        cfg = _merge(cfg, layer, source)
+    for index, (source, layer) in enumerate(layers):
+        cfg = _merge(cfg, layer, source, echo=index == len(layers) - 1)
     for item in overrides:
         cfg = _merge(cfg, _parse_override(item), f"override {item!r}")
     try:
@@ -80,11 +98,15 @@ def save_recipe(recipe: Any, path: str | os.PathLike) -> Path:
 
 
 def recipe_to_yaml(recipe: Any) -> str:
-    """The resolved recipe as YAML text; `base` is cleared since everything is merged in."""
+    """The resolved recipe as YAML text; `base` is cleared since everything is merged in.
+
+    `load_recipe` already resolved every reference (and refused any value that still reads like one), so
+    the text is written as it is: resolving here could turn a value into an environment lookup.
+    """
     cfg = OmegaConf.structured(recipe)
     if "base" in cfg:
         cfg.base = None
-    return OmegaConf.to_yaml(cfg, resolve=True)
+    return OmegaConf.to_yaml(cfg, resolve=False)  # resolved by load_recipe; nothing may resolve twice
 
 
 def _read_chain(path: Path) -> list[tuple[str, dict]]:
@@ -100,34 +122,47 @@ def _read_chain(path: Path) -> list[tuple[str, dict]]:
             raise ShowoError(f"{current}: cyclic base chain: {cycle}")
         seen.append(resolved)
         layer = _read_yaml(current, named_by)
-        chain.append((str(current), layer))
+        chain.append((str(current) if named_by is None else f"{current} (base of {named_by})", layer))
         base = layer.get("base")
         if base is not None and not isinstance(base, str):
-            raise ShowoError(f"{current}: base must be a path string, got {base!r}")
+            got = repr(base) if named_by is None else f"a {type(base).__name__}"
+            raise ShowoError(f"{current}: base must be a path string, got {got}")
         named_by = str(current)
         current = (current.parent / base) if base else None
     return chain[::-1]
 
 
 def _read_yaml(path: Path, named_by: str | None) -> dict:
-    if not path.is_file():
-        where = f" (base of {named_by})" if named_by else ""
+    where = f" (base of {named_by})" if named_by else ""
+    if not path.exists():
         raise ShowoError(f"recipe file not found: {path}{where}")
+    if not path.is_file():
+        raise ShowoError(f"{path}{where} is not a regular file")
     try:
+        size = path.stat().st_size
+        if size > MAX_RECIPE_BYTES:
+            raise ShowoError(
+                f"{path}{where}: {size} bytes is too big for a recipe (at most {MAX_RECIPE_BYTES})"
+            )
         data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
-        at = f" line {mark.line + 1}" if mark is not None else ""
+        at = f" line {mark.line + 1}:" if mark is not None else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ShowoError(f"{path}:{at}: invalid YAML: {problem}") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ShowoError(f"cannot read recipe {path}: {err}") from None
+        if named_by is not None:  # the parser quotes the offending text: a base file's text stays out
+            problem = re.sub(r"'[^']*'|\"[^\"]*\"", "'...'", problem)
+        raise ShowoError(f"{path}{where}:{at} invalid YAML: {problem}") from None
+    except UnicodeDecodeError:
+        raise ShowoError(f"cannot read recipe {path}{where}: not UTF-8 text") from None
+    except OSError as err:
+        raise ShowoError(f"cannot read recipe {path}{where}: {err.strerror or type(err).__name__}") from None
     except (OmegaConfBaseException, ValueError, TypeError) as err:
-        raise ShowoError(f"{path}: not a recipe mapping: {_first_line(err)}") from None
+        detail = f": {_first_line(err)}" if named_by is None else ""
+        raise ShowoError(f"{path}{where}: not a recipe mapping{detail}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ShowoError(f"{path}: a recipe must be a mapping of keys, got {type(data).__name__}")
+        raise ShowoError(f"{path}{where}: a recipe must be a mapping of keys, got {type(data).__name__}")
     return _normalise_resume(data)
 
 
@@ -140,14 +175,15 @@ def _normalise_resume(data: dict) -> dict:
 
 def _kind(layers: list[tuple[str, dict]]) -> str:
     kinds = {source: layer["kind"] for source, layer in layers if "kind" in layer}
+    top = layers[-1][0]
+    for source, kind in kinds.items():
+        if not isinstance(kind, str) or kind not in KINDS:
+            shown = repr(kind) if source == top else "not one we know"  # a base file's text stays unread
+            raise ShowoError(f"{source}: unknown kind {shown} (expected one of {', '.join(KINDS)})")
     if len(set(kinds.values())) > 1:
         found = ", ".join(f"{s}: {k}" for s, k in kinds.items())
         raise ShowoError(f"recipe and its bases disagree on kind ({found})")
-    kind = next(iter(kinds.values()), "showo")
-    if kind not in KINDS:
-        source = next(iter(kinds))
-        raise ShowoError(f"{source}: unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
-    return kind
+    return next(iter(kinds.values()), "showo")
 
 
 def _schema(kind: str) -> type:
@@ -177,20 +213,39 @@ def _parse_override(item: str) -> dict:
     return parsed
 
 
-def _merge(cfg: DictConfig, layer: dict, source: str) -> DictConfig:
-    _check_sections(layer, OmegaConf.get_type(cfg), "", source)
+def _merge(cfg: DictConfig, layer: dict, source: str, echo: bool = True) -> DictConfig:
+    """Merge one layer; `echo=False` (a base file) keeps its keys and values out of the messages."""
+    _check_sections(layer, OmegaConf.get_type(cfg), "", source, echo)
     try:
-        return OmegaConf.merge(cfg, layer)
+        merged = OmegaConf.merge(cfg, layer)
     except ConfigKeyError as err:
-        raise ShowoError(f"{source}: {_unknown_key_message(err)}") from None
+        raise ShowoError(f"{source}: {_unknown_key_message(err, echo)}") from None
     except ValidationError as err:
-        raise ShowoError(f"{source}: {_type_message(err)}") from None
+        raise ShowoError(f"{source}: {_type_message(err, echo)}") from None
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None)
-        raise ShowoError(f"{source}: {key + ': ' if key else ''}{_first_line(err)}") from None
+        detail = _first_line(err) if echo else f"invalid value ({type(err).__name__})"
+        raise ShowoError(f"{source}: {key + ': ' if key else ''}{detail}") from None
+    _refuse_resolvers(layer, "", source)
+    return merged
 
 
-def _check_sections(layer: Any, schema: Any, key: str, source: str) -> None:
+def _refuse_resolvers(node: Any, key: str, source: str) -> None:
+    """Allow `${key}` references only: a resolver or nested interpolation is refused (see the module doc)."""
+    if isinstance(node, dict):
+        for name, value in node.items():
+            _refuse_resolvers(value, f"{key}.{name}" if key else str(name), source)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            _refuse_resolvers(value, f"{key}[{index}]", source)
+    elif isinstance(node, str) and "${" in _PLAIN_REFERENCE.sub("", node):
+        raise ShowoError(
+            f"{source}: {key}: only ${{key}} references to other recipe keys may be interpolated; "
+            "resolvers such as ${oc.env:...} are refused (a recipe states its values)"
+        )
+
+
+def _check_sections(layer: Any, schema: Any, key: str, source: str, echo: bool = True) -> None:
     """Reject a scalar or list where the schema has a section (OmegaConf reports those without a key)."""
     if not (dataclasses.is_dataclass(schema) and isinstance(layer, dict)):
         return
@@ -201,14 +256,17 @@ def _check_sections(layer: Any, schema: Any, key: str, source: str) -> None:
         section = _dataclass_in(hint)
         if section is not None:
             if value is not None and not isinstance(value, dict):
-                raise ShowoError(f"{source}: {full}: expected {_describe(section)}, got {value!r}")
-            _check_sections(value, section, full, source)
+                raise ShowoError(
+                    f"{source}: {full}: expected {_describe(section)}, got {_shown(value, echo)}"
+                )
+            _check_sections(value, section, full, source, echo)
         elif typing.get_origin(hint) is dict and isinstance(value, dict):
             item = _dataclass_in(typing.get_args(hint)[1])
             for sub, sub_value in value.items() if item is not None else ():
                 if sub_value is not None and not isinstance(sub_value, dict):
-                    raise ShowoError(f"{source}: {full}.{sub}: expected {_describe(item)}, got {sub_value!r}")
-                _check_sections(sub_value, item, f"{full}.{sub}", source)
+                    got = _shown(sub_value, echo)
+                    raise ShowoError(f"{source}: {full}.{sub}: expected {_describe(item)}, got {got}")
+                _check_sections(sub_value, item, f"{full}.{sub}", source, echo)
 
 
 def _dataclass_in(hint: Any) -> type | None:
@@ -221,21 +279,29 @@ def _dataclass_in(hint: Any) -> type | None:
     return None
 
 
-def _unknown_key_message(err: ConfigKeyError) -> str:
+def _unknown_key_message(err: ConfigKeyError, echo: bool = True) -> str:
     full_key = err.full_key or str(err.key)
     valid = _field_names(err.object_type)
     close = difflib.get_close_matches(str(err.key), valid, n=1, cutoff=0.5)
     hint = f" (did you mean {_join(full_key, close[0])!r}?)" if close else ""
     listing = f"; valid keys here: {', '.join(valid)}" if valid and not close else ""
+    if not echo and not close:  # not a near-miss of ours: the key is the base file's text, left out
+        parent = full_key.rpartition(".")[0]
+        return f"not a recipe: a key {'under ' + repr(parent) if parent else 'at the top level'} is unknown{listing}"
     return f"unknown key {full_key!r}{hint}{listing}"
 
 
-def _type_message(err: ValidationError) -> str:
+def _type_message(err: ValidationError, echo: bool = True) -> str:
     expected = _expected_type(err)
     key = err.full_key or str(err.key)
     if expected is None:
-        return f"{key}: {_first_line(err)}"
-    return f"{key}: expected {expected}, got {err.value!r}"
+        return f"{key}: {_first_line(err) if echo else 'invalid value: ' + _shown(err.value, False)}"
+    return f"{key}: expected {expected}, got {_shown(err.value, echo)}"
+
+
+def _shown(value: Any, echo: bool) -> str:
+    """The value itself for the user's own recipe; only its type for a base file."""
+    return repr(value) if echo else f"a {type(value).__name__}"
 
 
 def _expected_type(err: ValidationError) -> str | None:
@@ -297,13 +363,16 @@ def _check_streams(recipe: ShowoRecipe, path: str | os.PathLike) -> None:
 
 
 def _check_tree(node: Any, key: str) -> None:
-    """Call `check(key)` on every dataclass node, depth first (children before their parent)."""
+    """Call `check(key)` on every dataclass node, depth first (children before their parent); refuse
+    strings that would read as interpolations once the recipe is turned back into a config."""
     if dataclasses.is_dataclass(node) and not isinstance(node, type):
         for f in dataclasses.fields(node):
             _check_tree(getattr(node, f.name), f"{key}.{f.name}" if key else f.name)
         check = getattr(node, "check", None)
         if callable(check):
             check(key or "recipe")
+    elif isinstance(node, str) and "${" in node:  # e.g. "${a}${b}" with a = "$", b = "{oc.env:X}"
+        raise ShowoError(f"{key}: a resolved value may not contain '${{' (it would read as an interpolation)")
     elif isinstance(node, dict):
         for name, value in node.items():
             _check_tree(value, f"{key}.{name}")
