@@ -115,13 +115,17 @@ def check_llm_config(cfg: PhiConfig, source: str) -> None:
     kv = values.get("num_key_value_heads")
     if kv is not None and (type(kv) is not int or not 1 <= kv <= cfg.num_attention_heads):
         raise ShowoError(f"{source}: num_key_value_heads must be in 1..num_attention_heads, got {kv!r}")
-    for key in ("partial_rotary_factor", "layer_norm_eps", "resid_pdrop", "embd_pdrop", "attention_dropout"):
-        value = values.get(key)
+    rope = values.get("rope_parameters") or {}
+    numbers = {k: values.get(k) for k in ("layer_norm_eps", "resid_pdrop", "embd_pdrop", "attention_dropout")}
+    numbers.update(
+        {k: rope.get(k) for k in ("partial_rotary_factor", "rope_theta")} if isinstance(rope, dict) else {}
+    )
+    for key, value in numbers.items():
         if value is not None and (
             not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
         ):
             raise ShowoError(f"{source}: {key} must be a finite number, got {str(value)[:40]!r}")
-    if not 0 < values.get("partial_rotary_factor", 0.5) <= 1:
+    if not 0 < (numbers.get("partial_rotary_factor") or 0.5) <= 1:
         raise ShowoError(f"{source}: partial_rotary_factor must be in (0, 1]")
     count = llm_param_count(cfg)
     if count > MAX_PARAMS:
@@ -253,8 +257,22 @@ class ShowO(nn.Module):
             input_ids=input_ids, attention_mask=mask, use_cache=False
         ).last_hidden_state
 
+    @property
+    def uses_flex(self) -> bool:
+        return self.llm.config._attn_implementation == ATTN_IMPLEMENTATIONS["flex"]
+
     def _cast_mask(self, attention_mask: torch.Tensor | None) -> torch.Tensor | None:
-        """An additive float mask in the weights' dtype (a BlockMask or None passes through)."""
+        """An additive float mask in the weights' dtype (a BlockMask or None passes through).
+
+        A flex model needs a BlockMask and the others a tensor: handing either the wrong kind fails inside
+        the kernels (a dense mask crashes the process under flex), so it is refused here in one line.
+        """
+        if attention_mask is not None and self.uses_flex == isinstance(attention_mask, torch.Tensor):
+            wanted = "a FlexAttention BlockMask" if self.uses_flex else "a dense additive mask tensor"
+            raise ShowoError(
+                f"a model built with attn_implementation={self.llm.config._attn_implementation!r} "
+                f"needs {wanted}, got {type(attention_mask).__name__}"
+            )
         if isinstance(attention_mask, torch.Tensor) and attention_mask.is_floating_point():
             return attention_mask.to(self.llm.get_input_embeddings().weight.dtype)
         return attention_mask

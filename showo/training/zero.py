@@ -139,6 +139,8 @@ def consolidate(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     models, optims = deepspeed_files(path)
     model = load_weights_only(models[0], "DeepSpeed model states")
+    for other in models[1:]:  # unused here, but DeepSpeed would read them: refuse the directory as a whole
+        load_weights_only(other, "DeepSpeed model states", mmap=True)
     try:
         module = model["module"]
         buffers = {
