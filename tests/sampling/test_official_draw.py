@@ -119,3 +119,16 @@ def test_default_generate_is_unchanged_by_the_option(small_showo):
 def test_an_unknown_draw_is_a_user_error(small_showo):
     with pytest.raises(ShowoError, match="unknown code draw 'gumbel'"):
         maskgit.generate(small_showo, small_showo.prompter(), PROMPTS, steps=2, draw="gumbel")
+
+
+def test_the_cli_flag_reaches_the_sampler_settings():
+    import argparse
+
+    from showo.commands.sampler_options import add_maskgit_args, maskgit_kwargs
+
+    parser = argparse.ArgumentParser()
+    add_maskgit_args(parser, steps=4, guidance=0.0)
+    assert maskgit_kwargs(parser.parse_args([]))["draw"] == "inverse_cdf"
+    assert maskgit_kwargs(parser.parse_args(["--draw", "multinomial"]))["draw"] == "multinomial"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--draw", "gumbel"])
