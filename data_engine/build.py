@@ -20,15 +20,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from data_engine.manifest import check_build, finalize
-from data_engine.prepare import Prepared, PrepareDataset, PrepareOptions, UnitEnd, passthrough
+from data_engine.decode import bomb_limit
+from data_engine.manifest import BUILD_FILE, DATASET_FILES, check_build, finalize
+from data_engine.outdir import make_output_dir, metadata_lock, partition_lock
+from data_engine.prepare import Prepared, PrepareDataset, PrepareOptions, SourceFailed, UnitEnd, passthrough
 from data_engine.recaption import Captioner, make_captioner
-from data_engine.sources import Source, Unit, open_source
-from data_engine.writer import BackgroundWriter, EncodedSample, ShardJob, failpoint, finished_record
+from data_engine.sources import Source, Unit, open_source, sanitize_name
+from data_engine.writer import (
+    BackgroundWriter,
+    EncodedSample,
+    ShardJob,
+    failpoint,
+    finished_record,
+    record_path,
+    remove_temporaries,
+)
 from showo.device import resolve_device
 from showo.errors import ShowoError
 
@@ -65,13 +74,48 @@ class BuildOptions:
     threads: int | None = None
 
 
+# flag: (smallest, largest or None); sizes past these are typos that would exhaust memory or processes
+LIMITS = {
+    "shard_size": (1, None),
+    "batch_size": (1, 65536),
+    "workers": (0, 256),
+    "threads": (1, 1024),
+    "resolution": (1, 4096),
+    "limit": (1, None),
+    "min_size": (0, None),
+    "max_caption_chars": (1, None),
+    "caption_max_tokens": (1, 4096),
+}
+
+
+def check_numbers(options: BuildOptions) -> None:
+    """Range-check the numeric flags before anything is opened or allocated."""
+    for name, (low, high) in LIMITS.items():
+        value = getattr(options, name)
+        if value is None:
+            continue
+        if value < low or (high is not None and value > high):
+            bound = f"in {low}..{high}" if high is not None else f"at least {low}"
+            raise ShowoError(f"--{name.replace('_', '-')} {value} must be {bound}")
+
+
+def _env_int(names: tuple[str, str], default: int) -> int:
+    env = os.environ
+    name = next((n for n in names if n in env), None)
+    if name is None:
+        return default
+    try:
+        return int(env[name])
+    except ValueError:
+        raise ShowoError(f"environment variable {name}={env[name][:40]!r} is not an integer") from None
+
+
 def partition(rank: int | None, world_size: int | None) -> tuple[int, int]:
     """Explicit `--rank/--world-size`, else torchrun's RANK/WORLD_SIZE, else SLURM's, else (0, 1)."""
-    env = os.environ
     if world_size is None:
-        world_size = int(env.get("WORLD_SIZE", env.get("SLURM_NTASKS", 1)))
+        world_size = _env_int(("WORLD_SIZE", "SLURM_NTASKS"), 1)
     if rank is None:
-        rank = int(env.get("RANK", env.get("SLURM_PROCID", 0)))
+        rank = _env_int(("RANK", "SLURM_PROCID"), 0)
     if world_size < 1 or not 0 <= rank < world_size:
         raise ShowoError(f"partition rank {rank} is not within world size {world_size}")
     return rank, world_size
@@ -101,12 +145,9 @@ class Builder:
             raise ShowoError(
                 f"unknown dedup mode {options.dedup!r}; expected one of {', '.join(DEDUP_MODES)}"
             )
-        if options.shard_size < 1 or options.batch_size < 1:
-            raise ShowoError("--shard-size and --batch-size must be positive")
-        if options.max_pixels is not None and not 0 < options.max_pixels <= Image.MAX_IMAGE_PIXELS:
-            raise ShowoError(
-                f"--max-pixels must be in 1..{Image.MAX_IMAGE_PIXELS} (Pillow's decompression-bomb limit)"
-            )
+        check_numbers(options)
+        if options.max_pixels is not None and not 0 < options.max_pixels <= bomb_limit():
+            raise ShowoError(f"--max-pixels must be in 1..{bomb_limit()} (Pillow's decompression-bomb limit)")
         self.source: Source = open_source(
             options.source, image_root=options.image_root, split=options.split, limit=options.limit
         )
@@ -121,6 +162,10 @@ class Builder:
                 f"the template recaptioner needs embedded: or imagefolder: data, not {self.source.kind}:"
             )
         self.name = self.source.default_name if options.name is None else options.name
+        if self.name != sanitize_name(self.name):
+            raise ShowoError(
+                f"--name {self.name!r} may hold only letters, digits, '_' and '-' (it names files)"
+            )
         self.out = Path(options.out)
         self.units = self.source.units(options.shard_size, options.limit)
         if not self.units:
@@ -177,14 +222,25 @@ class Builder:
         }
 
     def run(self) -> dict:
-        self.out.mkdir(parents=True, exist_ok=True)
-        settings = self.settings()
-        check_build(self.out, settings)
-        mine = [u for u in self.units if u.index % self.world_size == self.rank]
-        todo = [u for u in mine if finished_record(self.paths[u.index]) is None]
-        if todo:
-            self._encode_units(todo)
-        report = finalize(self.out, settings, self.paths)
+        """Lock the output directory, check or record the settings, encode the missing shards of this
+        partition, and assemble the dataset files when every shard is there."""
+        make_output_dir(self.out)
+        with partition_lock(self.out, self.rank, self.world_size):
+            settings = self.settings()
+            with metadata_lock(self.out):
+                remove_temporaries(self.out / BUILD_FILE)
+                check_build(self.out, settings)
+            mine = [u for u in self.units if u.index % self.world_size == self.rank]
+            for unit in mine:
+                remove_temporaries(self.paths[unit.index])
+                remove_temporaries(record_path(self.paths[unit.index]))
+            todo = [u for u in mine if finished_record(self.paths[u.index]) is None]
+            if todo:
+                self._encode_units(todo)
+            with metadata_lock(self.out):
+                for name in DATASET_FILES:
+                    remove_temporaries(self.out / name)
+                report = finalize(self.out, settings, self.paths)
         if report is None:
             return {"partition": [self.rank, self.world_size], "shards_done": len(mine), "complete": False}
         return report
@@ -221,6 +277,8 @@ class Builder:
         writer = BackgroundWriter(on_done=shard_done)
         try:
             for item in loader:
+                if isinstance(item, SourceFailed):
+                    raise ShowoError(item.message)
                 if isinstance(item, UnitEnd):
                     state = states.pop(item.unit, None) or _UnitState(self.units[item.unit], time.time())
                     writer.submit(self._finish(state, item.inputs))
@@ -229,6 +287,9 @@ class Builder:
                 self._accept(state, item)
                 bar.update(1)
                 failpoint("input")
+        except BaseException:
+            writer.stop()  # the shards already handed over are finished; the first error propagates
+            raise
         finally:
             bar.close()
         writer.close()

@@ -25,9 +25,17 @@ BAD_EXIF = "bad_exif"
 UNSUPPORTED_MODE = "unsupported_mode"
 UNREADABLE = "unreadable_file"
 
+PILLOW_DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own default for Image.MAX_IMAGE_PIXELS
+
 _ALPHA_MODES = frozenset({"LA", "La", "PA", "RGBA", "RGBa"})
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
 _WHITE = (255, 255, 255)
+
+
+def bomb_limit() -> int:
+    """Pillow's decompression-bomb limit, or its default should anything have switched it off (some
+    libraries set `Image.MAX_IMAGE_PIXELS = None` on import): the guard is never off here."""
+    return Image.MAX_IMAGE_PIXELS or PILLOW_DEFAULT_MAX_PIXELS
 
 
 class Reject(Exception):
@@ -43,17 +51,18 @@ def decode_image(data: bytes, *, min_size: int = 0, max_pixels: int | None = Non
     """Decode untrusted bytes to an RGB image with EXIF orientation applied.
 
     The guard against decompression bombs is Pillow's own (`Image.MAX_IMAGE_PIXELS`, checked at open from
-    the declared size), with its warning promoted to an error, plus an optional tighter `max_pixels`.
+    the declared size), with its warning promoted to an error, plus our check of the declared size
+    against `bomb_limit()` or a tighter `max_pixels`, before any pixel is decoded.
     """
     if not data:
         raise Reject(EMPTY_FILE)
-    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    limit = bomb_limit() if max_pixels is None else min(max_pixels, bomb_limit())
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             width, height = image.size
-            if limit is not None and width * height > limit:
+            if width * height > limit:
                 raise Reject(BOMB, f"declared size {width}x{height} exceeds {limit} pixels")
             image.load()
     except Reject:

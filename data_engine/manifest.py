@@ -11,6 +11,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from data_engine.outdir import is_lock_file
 from data_engine.writer import atomic_write, dumps_json, record_path
 from showo.errors import ShowoError
 
@@ -19,15 +20,24 @@ MANIFEST_FILE = "manifest.jsonl"
 REPORT_FILE = "report.json"
 DROPPED_FILE = "dropped.jsonl"
 REPEATS_FILE = "duplicates_across_shards.jsonl"
+DATASET_FILES = (MANIFEST_FILE, REPORT_FILE, DROPPED_FILE, REPEATS_FILE)
 
 
 def check_build(out: Path, settings: dict) -> None:
-    """Record the build settings, or refuse to mix shards made with different ones into one directory."""
+    """Record the build settings, or refuse to mix shards made with different ones into one directory.
+
+    A directory without build.json must be empty (lock files aside): shards whose record is gone could
+    have been made with any settings, and a build that added to them would then verify as consistent.
+    """
     path = out / BUILD_FILE
     if path.is_file():
         try:
             previous = json.loads(path.read_bytes())
-        except json.JSONDecodeError:
+        except OSError as err:
+            raise ShowoError(f"cannot read {path}: {err.strerror or err}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            previous = None
+        if not isinstance(previous, dict):
             previous = None
         if previous != settings:
             changed = sorted(k for k in settings if previous is None or previous.get(k) != settings.get(k))
@@ -36,6 +46,16 @@ def check_build(out: Path, settings: dict) -> None:
                 "use a new --out directory"
             )
         return
+    try:
+        others = sorted(p.name for p in out.iterdir() if not is_lock_file(p.name))
+    except OSError as err:
+        raise ShowoError(f"cannot list {out}: {err.strerror or err}") from None
+    if others:
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        raise ShowoError(
+            f"{out} is not empty ({shown}) but has no {BUILD_FILE}, the record of the settings its shards "
+            "were built with; use a new or empty --out directory"
+        )
     atomic_write(path, dumps_json(settings))
 
 
@@ -69,8 +89,10 @@ def finalize(out: Path, settings: dict, shard_paths: list[Path]) -> dict | None:
     for path in shard_paths:
         try:
             records.append(json.loads(record_path(path).read_bytes()))
-        except (OSError, json.JSONDecodeError):
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
             return None
+        except OSError as err:
+            raise ShowoError(f"cannot read {record_path(path)}: {err.strerror or err}") from None
     manifest_keys = ("tokenizer", "transform", "resolution", "grid", "captioner")
     lines, dropped = [], []
     reasons: Counter[str] = Counter()
@@ -130,7 +152,9 @@ def read_manifest(directory: str | Path) -> tuple[Path, list[dict]]:
         raise ShowoError(f"{root} has no {MANIFEST_FILE} (the build has not finished on every partition)")
     try:
         entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    except json.JSONDecodeError as err:
+    except OSError as err:
+        raise ShowoError(f"cannot read {path}: {err.strerror or err}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ShowoError(f"{path} is not valid JSON lines: {err}") from None
     if not entries:
         raise ShowoError(f"{path} lists no shards")

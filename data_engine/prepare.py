@@ -16,6 +16,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from data_engine.decode import Reject, decode_image
 from data_engine.sources import RawSample, Source, Unit
+from showo.errors import ShowoError
 from showo.tokenizer.transform import showo_transform
 
 MISSING_CAPTION = "missing_caption"
@@ -62,6 +63,14 @@ class UnitEnd:
 
     unit: int
     inputs: int
+
+
+@dataclass
+class SourceFailed:
+    """Sent when the source itself fails in a worker (its index file vanished or became unreadable):
+    the build stops with this one line instead of a worker traceback."""
+
+    message: str
 
 
 def _sha1_of_images(images: list[Image.Image]) -> str:
@@ -128,9 +137,16 @@ class PrepareDataset(IterableDataset):
         mine = self.units if info is None else self.units[info.id :: info.num_workers]
         for unit in mine:
             count = 0
-            for raw in self.source.samples(unit, self.options.resolution):
-                yield prepare(raw, unit.index, self.options)
-                count += 1
+            try:
+                for raw in self.source.samples(unit, self.options.resolution):
+                    yield prepare(raw, unit.index, self.options)
+                    count += 1
+            except ShowoError as err:
+                yield SourceFailed(str(err))
+                return
+            except OSError as err:
+                yield SourceFailed(f"cannot read source {self.source.spec}: {err.strerror or err}")
+                return
             yield UnitEnd(unit.index, count)
 
 

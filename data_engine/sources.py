@@ -12,15 +12,17 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import os
 import re
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from PIL import Image
 
-from data_engine.decode import UNREADABLE, Reject, safe_member_name
+from data_engine.decode import Reject, safe_member_name
+from data_engine.paths import Entry, class_folders, read_under, real_root, walk
 from showo.errors import ShowoError
 
 IMAGE_EXTENSIONS = frozenset({"jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"})
@@ -108,41 +110,53 @@ def _digest_listing(root: Path, rels: list[str]) -> str:
     return digest.hexdigest()
 
 
-def _digest_file(path: Path) -> str:
+def _digest_entries(entries: list[Entry]) -> str:
+    """Names, sizes and skip reasons of a directory listing (see `_digest_listing`)."""
     digest = hashlib.sha1()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    for entry in entries:
+        digest.update(f"{entry.rel}\0{entry.reason or entry.size}\n".encode())
     return digest.hexdigest()
 
 
-def _read_bytes(path: Path) -> bytes:
+def _digest_file(path: Path) -> str:
+    digest = hashlib.sha1()
     try:
-        return path.read_bytes()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
     except OSError as err:
-        raise Reject(UNREADABLE, f"{path.name}: {err.strerror or err}") from None
+        raise ShowoError(f"cannot read source {path}: {err.strerror or err}") from None
+    return digest.hexdigest()
+
+
+def strip_bom(text: str) -> str:
+    """Drop a leading UTF-8 byte-order mark (editors on Windows write one; it is not part of the text)."""
+    return text.removeprefix("\ufeff")
 
 
 def _caption_from_json(data: dict) -> str | None:
     for name in ("caption", "text", "txt"):
         if isinstance(data.get(name), str):
-            return data[name]
+            return strip_bom(data[name])
     return None
 
 
 def _line_offsets(path: Path) -> list[int]:
     """Byte offsets of the non-blank lines, so each unit seeks straight to its own lines."""
     offsets, position = [], 0
-    with path.open("rb") as handle:
-        for line in handle:
-            if line.strip():
-                offsets.append(position)
-            position += len(line)
+    try:
+        with path.open("rb") as handle:
+            for line in handle:
+                if line.strip():
+                    offsets.append(position)
+                position += len(line)
+    except OSError as err:
+        raise ShowoError(f"cannot read source {path}: {err.strerror or err}") from None
     return offsets
 
 
 def _read_lines(path: Path, offsets: list[int]) -> Iterator[tuple[int, object]]:
-    with path.open("rb") as handle:
+    with _open_source(path) as handle:
         for number, offset in offsets:
             handle.seek(offset)
             raw = handle.readline()
@@ -152,49 +166,67 @@ def _read_lines(path: Path, offsets: list[int]) -> Iterator[tuple[int, object]]:
                 yield number, Reject(BAD_JSON, f"line {number + 1}: {err}")
 
 
+def _open_source(path: Path):
+    """Open an index file in a worker; losing it mid-build is the user's fault, named in one line."""
+    try:
+        return path.open("rb")
+    except OSError as err:
+        raise ShowoError(f"cannot read source {path}: {err.strerror or err}") from None
+
+
+def _skipped(position: int, entry: Entry, task: str) -> RawSample:
+    """A listing entry that is not an input file, counted with its reason like any rejected input."""
+    return RawSample(position, entry.rel, task, reject=Reject(entry.reason, entry.detail))
+
+
 class PairsSource(Source):
-    """`pairs:DIR`: images with same-stem .txt (or .json with a `caption`) files, in sorted path order."""
+    """`pairs:DIR`: images with same-stem .txt (or .json with a `caption`) files, in sorted path order.
+    Every other entry (other file types, folders named like images, symlink loops or links leading out
+    of DIR, captions without an image) is an input rejected with its reason."""
 
     kind = "pairs"
 
     def __init__(self, path: str):
-        root = Path(path)
-        if not root.is_dir():
+        if not Path(path).is_dir():
             raise ShowoError(f"pairs source {path} is not a directory")
-        super().__init__(str(root.resolve()), root.resolve().name)
-        self.files = sorted(
-            p.relative_to(root).as_posix()
-            for p in root.rglob("*")
-            if p.suffix[1:].lower() in IMAGE_EXTENSIONS and p.is_file()
-        )
+        root = real_root(path, "pairs source")
+        super().__init__(str(root), root.name)
+        self.entries = walk(root, IMAGE_EXTENSIONS, frozenset({"txt", "json"}))
 
     def __len__(self) -> int:
-        return len(self.files)
+        return len(self.entries)
 
     def fingerprint(self) -> str:
-        return _digest_listing(Path(self.path), self.files)
+        return _digest_entries(self.entries)
 
     def samples(self, unit: Unit, resolution: int) -> Iterator[RawSample]:
         root = Path(self.path)
-        for position, rel in enumerate(self.files[unit.start : unit.stop]):
-            sample = RawSample(position, rel, "image_text")
+        for position, entry in enumerate(self.entries[unit.start : unit.stop]):
+            if entry.reason is not None:
+                yield _skipped(position, entry, "image_text")
+                continue
+            sample = RawSample(position, entry.rel, "image_text")
             try:
-                sample.data = _read_bytes(root / rel)
-                sample.caption = self._caption(root / rel)
+                sample.data = read_under(root, entry.rel)
+                sample.caption = self._caption(root, entry.rel)
             except Reject as reject:
                 sample.reject = reject
             yield sample
 
     @staticmethod
-    def _caption(image: Path) -> str | None:
-        txt, js = image.with_suffix(".txt"), image.with_suffix(".json")
-        try:
-            if txt.is_file():
-                return txt.read_bytes().decode("utf-8").strip()
-            if js.is_file():
-                return _caption_from_json(json.loads(js.read_bytes()))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as err:
-            raise Reject(BAD_CAPTION, str(err)) from None
+    def _caption(root: Path, rel: str) -> str | None:
+        """The same-stem .txt (else .json) caption; it is read under the same rules as the image."""
+        for suffix in (".txt", ".json"):
+            name = str(PurePosixPath(rel).with_suffix(suffix))
+            if not os.path.lexists(root / name):
+                continue
+            data = read_under(root, name)
+            try:
+                if suffix == ".txt":
+                    return strip_bom(data.decode("utf-8")).strip()
+                return _caption_from_json(json.loads(data))
+            except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as err:
+                raise Reject(BAD_CAPTION, str(err)) from None
         return None
 
 
@@ -229,7 +261,8 @@ class JsonlSource(_JsonLinesSource):
 
     def __init__(self, path: str, image_root: str | None = None):
         super().__init__(path)
-        self.image_root = str(Path(image_root).resolve()) if image_root else str(Path(self.path).parent)
+        root = Path(self.path).parent if image_root is None else real_root(image_root, "--image-root")
+        self.image_root = str(root)
 
     def samples(self, unit: Unit, resolution: int) -> Iterator[RawSample]:
         for position, number, record in self._records(unit):
@@ -240,9 +273,9 @@ class JsonlSource(_JsonLinesSource):
                 image = record.get("image") if isinstance(record, dict) else None
                 if not isinstance(image, str):
                     raise Reject(NO_IMAGE, f"line {number + 1} has no image path")
-                sample.source = image
+                sample.source = image[:500]
                 sample.caption = _caption_from_json(record)
-                sample.data = _read_bytes(Path(self.image_root) / image)
+                sample.data = read_under(Path(self.image_root), image)
             except Reject as reject:
                 sample.reject = reject
             yield sample
@@ -301,7 +334,7 @@ class WdsSource(Source):
         try:
             text = next((members[ext] for ext in CAPTION_EXTENSIONS if ext in members), None)
             if text is not None:
-                sample.caption = text.decode("utf-8").strip()
+                sample.caption = strip_bom(text.decode("utf-8")).strip()
             elif "json" in members:
                 sample.caption = _caption_from_json(json.loads(members["json"]))
         except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as err:
@@ -350,35 +383,38 @@ class ImageFolderSource(Source):
     has_templates = True
 
     def __init__(self, path: str):
-        root = Path(path)
-        if not root.is_dir():
+        if not Path(path).is_dir():
             raise ShowoError(f"imagefolder source {path} is not a directory")
-        super().__init__(str(root.resolve()), root.resolve().name)
-        self.classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+        root = real_root(path, "imagefolder source")
+        super().__init__(str(root), root.name)
+        top = class_folders(root)
+        self.classes = [entry.rel for entry in top if entry.reason is None]
         if not self.classes:
             raise ShowoError(f"imagefolder source {path} has no class subfolders")
-        self.files = [
-            (label, p.relative_to(root).as_posix())
-            for label, name in enumerate(self.classes)
-            for p in sorted((root / name).rglob("*"))
-            if p.suffix[1:].lower() in IMAGE_EXTENSIONS and p.is_file()
-        ]
+        # (label or None, entry): skipped top-level entries first, then each class in sorted order
+        self.files: list[tuple[int | None, Entry]] = [(None, e) for e in top if e.reason is not None]
+        for label, name in enumerate(self.classes):
+            self.files.extend((label, entry) for entry in walk(root, IMAGE_EXTENSIONS, under=name))
 
     def __len__(self) -> int:
         return len(self.files)
 
     def fingerprint(self) -> str:
-        return _digest_listing(Path(self.path), [rel for _, rel in self.files])
+        return _digest_entries([entry for _, entry in self.files])
 
     def samples(self, unit: Unit, resolution: int) -> Iterator[RawSample]:
-        for position, (label, rel) in enumerate(self.files[unit.start : unit.stop]):
+        for position, (label, entry) in enumerate(self.files[unit.start : unit.stop]):
+            if label is None or entry.reason is not None:
+                yield _skipped(position, entry, "class")
+                continue
             name = self.classes[label].replace("_", " ")
-            sample = RawSample(position, rel, "class", caption=name, template=name)
+            sample = RawSample(position, entry.rel, "class", caption=name, template=name)
             sample.meta = {"label": label, "class_name": name}
             try:
-                sample.data = _read_bytes(Path(self.path) / rel)
+                sample.data = read_under(Path(self.path), entry.rel)
             except Reject as reject:
                 sample.reject = reject
+                sample.meta = {}
             yield sample
 
 
@@ -402,7 +438,7 @@ class TextSource(_JsonLinesSource):
             elif not isinstance(text, str) or not text.strip():
                 sample.reject = Reject(MISSING_TEXT, f"line {number + 1} has no text")
             else:
-                sample.caption = text
+                sample.caption = strip_bom(text)
             yield sample
 
 
@@ -420,9 +456,11 @@ class LlavaSource(Source):
         if image_root is None or not Path(image_root).is_dir():
             raise ShowoError(f"llava source needs --image-root DIR (got {image_root})")
         super().__init__(str(file.resolve()), file.stem)
-        self.image_root = str(Path(image_root).resolve())
+        self.image_root = str(real_root(image_root, "--image-root"))
         try:
             self.items = json.loads(file.read_bytes())
+        except OSError as err:
+            raise ShowoError(f"cannot read llava source {path}: {err.strerror or err}") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ShowoError(f"llava source {path} is not valid JSON: {err}") from None
         if not isinstance(self.items, list):
@@ -444,12 +482,14 @@ class LlavaSource(Source):
                 turns = item.get("conversations")
                 if not _valid_conversation(turns):
                     raise Reject(BAD_CONVERSATION, "conversations must alternate human/gpt string turns")
-                sample.source = f"{ident}:{item['image']}"
+                sample.source = f"{ident}:{item['image']}"[:500]
+                turns = [{**turn, "value": strip_bom(turn["value"])} for turn in turns]
                 sample.meta = {"conversations": turns}
                 sample.caption = next(t["value"] for t in turns if t["from"] == "gpt")
-                sample.data = _read_bytes(Path(self.image_root) / item["image"])
+                sample.data = read_under(Path(self.image_root), item["image"])
             except Reject as reject:
                 sample.reject = reject
+                sample.meta = {}
             yield sample
 
 

@@ -3,6 +3,8 @@ per-shard record written last, so a shard either exists completely (with its rec
 
 Tar members carry mtime 0, uid/gid 0 and fixed names, and every payload is encoded here with sorted
 member order, so the same samples always give the same bytes (resume and partitions rely on it).
+Temporary names carry the process id and a random part, so two writers never share one; a failed write
+removes its temporary and becomes a one-line `ShowoError` naming the file and the system's reason.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import queue
 import signal
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import webdataset as wds
 from numpy.lib import format as npy_format
+
+from showo.errors import ShowoError
 
 RECORDS_DIR = "records"
 FAILPOINT_ENV = "SHOWO_DATA_FAILPOINT"
@@ -50,15 +55,38 @@ def dumps_npy(array: np.ndarray) -> bytes:
     return stream.getvalue()
 
 
+def temporary(path: Path) -> Path:
+    """A name of its own for writing `path`: `<stem>.<pid>-<random><suffix>.tmp` (partitions finishing
+    together may write the same file, and two builds must never write into one temporary)."""
+    return path.with_name(f"{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix}.tmp")
+
+
+def remove_temporaries(path: Path) -> None:
+    """Delete the temporaries a killed writer of `path` left behind (call while holding its lock)."""
+    for stale in path.parent.glob(f"{glob_escape(path.stem)}.*{glob_escape(path.suffix)}.tmp"):
+        stale.unlink(missing_ok=True)
+
+
+def glob_escape(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
+def write_error(what: str, path: Path, err: OSError) -> ShowoError:
+    return ShowoError(f"cannot write {what}{path}: {err.strerror or err}")
+
+
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary name, flush to disk, then rename over `path` (readers never see a partial file).
-    The temporary name carries the process id: partitions finishing together may write the same file."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    """Write to a temporary name, flush to disk, then rename over `path` (readers never see a partial file)."""
+    tmp = temporary(path)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise write_error("", path, err) from None
 
 
 def sha256_file(path: Path) -> str:
@@ -107,25 +135,36 @@ def record_path(shard: Path) -> Path:
 
 def write_shard(job: ShardJob) -> dict:
     """Write the tar under a temporary name, rename it, then write its record (the commit point)."""
-    tmp = job.path.with_name(job.path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        with wds.TarWriter(handle, user="showo", group="showo", mode=0o444, mtime=0, encoder=False) as sink:
-            for sample in job.samples:
-                sink.write(sample.members())
-        handle.flush()
-        os.fsync(handle.fileno())
-    failpoint("shard_tmp_written")
-    os.replace(tmp, job.path)
+    tmp = temporary(job.path)
+    try:
+        with open(tmp, "wb") as handle:
+            with wds.TarWriter(
+                handle, user="showo", group="showo", mode=0o444, mtime=0, encoder=False
+            ) as sink:
+                for sample in job.samples:
+                    sink.write(sample.members())
+            handle.flush()
+            os.fsync(handle.fileno())
+        failpoint("shard_tmp_written")
+        digest = sha256_file(tmp)
+        size = tmp.stat().st_size
+        os.replace(tmp, job.path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise write_error("shard ", job.path, err) from None
     failpoint("shard_renamed")
     record = {
         **job.record,
         "shard": job.path.name,
         "samples": len(job.samples),
-        "bytes": job.path.stat().st_size,
-        "sha256": sha256_file(job.path),
+        "bytes": size,
+        "sha256": digest,
     }
     record_file = record_path(job.path)
-    record_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        record_file.parent.mkdir(exist_ok=True)
+    except OSError as err:
+        raise write_error("", record_file.parent, err) from None
     atomic_write(record_file, dumps_json(record))
     failpoint("record_written")
     return record
@@ -134,14 +173,13 @@ def write_shard(job: ShardJob) -> dict:
 def finished_record(shard: Path) -> dict | None:
     """The record of a completely written shard, or None when the shard must be (re)built: no record, or
     a tar whose size or sha256 does not match it (a crash or a tampered file)."""
-    record_file = record_path(shard)
     try:
-        record = json.loads(record_file.read_bytes())
-    except (OSError, json.JSONDecodeError):
+        record = json.loads(record_path(shard).read_bytes())
+        if not isinstance(record, dict) or not shard.is_file() or shard.stat().st_size != record.get("bytes"):
+            return None
+        return record if sha256_file(shard) == record.get("sha256") else None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return None
-    if not shard.is_file() or shard.stat().st_size != record.get("bytes"):
-        return None
-    return record if sha256_file(shard) == record.get("sha256") else None
 
 
 class BackgroundWriter:
@@ -172,6 +210,10 @@ class BackgroundWriter:
         self._queue.put(job)
 
     def close(self) -> None:
+        self.stop()
+        self._raise()
+
+    def stop(self) -> None:
+        """Let the thread finish the shard in hand and end; its error, if any, stays for `close`."""
         self._queue.put(None)
         self._thread.join()
-        self._raise()
