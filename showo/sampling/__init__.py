@@ -3,7 +3,8 @@ autoregressive images and mixed-modality generation, all with key/value caches.
 
 Public entry points (image ids are unified ids, `vocab.image_offset + code`; codes are raw 0..K-1):
 - `maskgit.generate(model, prompter, prompts, steps, guidance, schedule, temperature_schedule, generator,
-  image_ids=None, temperature=1.0, use_cache=True, progress=False) -> codes [B,N]`
+  image_ids=None, temperature=1.0, use_cache=True, progress=False, draw="inverse_cdf") -> codes [B,N]`
+  (`draw="multinomial"`: the official code draw, docs/official-differences.md#sampling)
 - `canvas.inpaint(model, prompter, prompts, codes, token_mask, **generate_kwargs) -> codes [B,N]`;
   `canvas.extrapolate(model, prompter, prompts, canvas [B,h,w], direction, offset=0, **generate_kwargs)
   -> canvas`; `canvas.token_mask_from_image(mask_picture, image_size, resolution, grid) -> bool [h*w]`
