@@ -79,7 +79,10 @@ class ModelConfig:
     max_text_len: int = 128
     """M, the text budget; every row has length M + h*w + 3."""
     attn_implementation: Literal["sdpa", "eager", "flex"] = "sdpa"
-    """Attention kernel for the LLM (masks are additive floats, correct with sdpa and eager)."""
+    """Attention kernel for the LLM: additive float masks with sdpa and eager, the same rule as a
+    FlexAttention block mask with flex (GPU training only: torch has no FlexAttention backward on a CPU)."""
+    compile: bool = False
+    """`torch.compile` the transformer's decoder for training (same numbers, first steps slower)."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass to save memory."""
 

@@ -19,7 +19,7 @@ from lightning.pytorch.utilities import grad_norm
 from omegaconf import OmegaConf
 from webdataset.utils import make_seed
 
-from showo.attention import omni_attention_mask
+from showo.attention import batch_attention_mask, batch_block_mask
 from showo.errors import ShowoError
 from showo.losses import Labelled, gather_labelled, labelled_loss
 from showo.masking import mask_image_tokens
@@ -54,6 +54,8 @@ class ShowoModule(pl.LightningModule):
         self.objective = recipe.objective
         self.save_hyperparameters({"recipe": OmegaConf.to_container(OmegaConf.structured(recipe))})
         self._grad_norm: torch.Tensor | None = None
+        if recipe.model.compile:
+            self.model.llm.get_decoder().compile()
 
     @property
     def vocab(self) -> UnifiedVocab:
@@ -85,12 +87,11 @@ class ShowoModule(pl.LightningModule):
             by_length.setdefault(ids.shape[1], []).append(task)
         for tasks in by_length.values():
             ids = torch.cat([rows[t][0] for t in tasks])
-            mask = torch.cat(
-                [
-                    omni_attention_mask(rows[t][0], self.vocab, attention_task(t, self.objective.image))
-                    for t in tasks
-                ]
-            )
+            parts = [(attention_task(t, self.objective.image), rows[t][0]) for t in tasks]
+            if self.model.uses_flex:
+                mask = batch_block_mask(parts, self.vocab)
+            else:
+                mask = batch_attention_mask(parts, self.vocab)
             out = self.model.hidden_states(ids, mask)
             hidden.update(zip(tasks, out.split([rows[t][0].shape[0] for t in tasks])))
         return hidden

@@ -16,6 +16,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from showo.data.datamodule import ShowoDataModule
 from showo.data.shards import expand_shards
 from showo.device import peak_tflops, resolve_device
+from showo.errors import ShowoError
 from showo.recipe import save_recipe
 from showo.recipe.schema import ShowoRecipe
 from showo.training.checkpoint import AtomicCheckpoint, find_resume
@@ -37,6 +38,11 @@ def fit(recipe: ShowoRecipe) -> Path:
     run_dir = Path(recipe.run_dir)
     resume = find_resume(recipe.resume, run_dir)
     accelerator = resolve_accelerator(recipe.trainer.accelerator)
+    if accelerator == "cpu" and recipe.model.attn_implementation == "flex":
+        raise ShowoError(
+            "model.attn_implementation=flex cannot train on the CPU: torch has no FlexAttention backward "
+            "there (use sdpa; flex serves CPU inference)"
+        )
     pl.seed_everything(recipe.run.seed, workers=True, verbose=False)
     for task, stream in recipe.data.streams.items():  # fail on a missing shard before loading any weights
         if stream is not None:

@@ -1,0 +1,93 @@
+"""Kernel choices on the training path: flex and sdpa give the same losses, torch.compile changes no number,
+and the combinations that cannot work are refused in one line."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import pytest
+import torch
+from transformers import PhiForCausalLM
+
+from showo.attention import omni_attention_mask
+from showo.cli import main
+from showo.errors import ShowoError
+from showo.model import ShowO, phi_config
+from showo.recipe import load_recipe
+from showo.training.module import ShowoModule
+from tests.training.conftest import N_TOKENS, recipe_dict, write_recipe
+
+
+def with_attention(model: ShowO, attn: str) -> ShowO:
+    """The same weights under another attention implementation."""
+    llm = PhiForCausalLM(phi_config(model.llm.config, attn))
+    llm.load_state_dict(model.llm.state_dict())
+    return ShowO(llm, model.vocab, model.config, model.tokenizer)
+
+
+@pytest.fixture()
+def rows_and_recipe(tmp_path, tiny_showo, tiny_llm_dir, image_tokenizer_dir, shards):
+    def recipe(**changes):
+        data = recipe_dict(tmp_path, tiny_llm_dir, image_tokenizer_dir, shards, **changes)
+        return load_recipe(write_recipe(tmp_path / "r.yaml", data))
+
+    vocab, prompter = tiny_showo.vocab, tiny_showo.prompter()
+    gen = torch.Generator().manual_seed(3)
+    images = vocab.codes_to_ids(torch.randint(0, vocab.codebook_size, (3, N_TOKENS), generator=gen))
+    module = ShowoModule(copy.deepcopy(tiny_showo), recipe())
+    rows = {
+        "t2i": module.mask_images(
+            "t2i", *prompter.t2i(["a red circle", "two stars", ""], images, images), gen
+        ),
+        "lm": prompter.lm(["def f(x): return x"]),
+        "mmu": prompter.mmu(images[:2], ["USER: \nDescribe. ASSISTANT: a red circle"] * 2),
+    }
+    return rows, recipe
+
+
+def losses(module: ShowoModule, rows) -> dict[str, torch.Tensor]:
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return module.losses(rows)[0]
+
+
+def test_flex_and_sdpa_give_the_same_training_losses(tiny_showo, rows_and_recipe):
+    rows, recipe = rows_and_recipe
+    sdpa = losses(ShowoModule(copy.deepcopy(tiny_showo), recipe()), rows)
+    flex_model = with_attention(tiny_showo, "flex")
+    assert flex_model.uses_flex
+    flex = losses(ShowoModule(flex_model, recipe(**{"model.attn_implementation": "flex"})), rows)
+    for key in ("loss", "loss_t2i", "loss_lm", "loss_mmu"):
+        assert torch.allclose(flex[key], sdpa[key], atol=1e-5), key
+
+
+def test_compile_changes_no_loss(tiny_showo, rows_and_recipe):
+    rows, recipe = rows_and_recipe
+    plain = ShowoModule(copy.deepcopy(tiny_showo), recipe())
+    compiled = ShowoModule(copy.deepcopy(tiny_showo), recipe(**{"model.compile": True}))
+    expected, got = losses(plain, rows), losses(compiled, rows)
+    for key in ("loss", "loss_t2i", "loss_lm", "loss_mmu"):
+        assert torch.allclose(got[key], expected[key], atol=1e-5), key
+    assert compiled.model.llm.get_decoder()._compiled_call_impl is not None
+    assert list(compiled.model.state_dict()) == list(plain.model.state_dict())  # checkpoints keep their keys
+
+
+def test_a_mask_of_the_wrong_kind_is_refused_in_one_line(tiny_showo):
+    ids = tiny_showo.prompter().lm(["a b c"])[0]
+    dense = omni_attention_mask(ids, tiny_showo.vocab, "lm")
+    with pytest.raises(ShowoError, match="needs a FlexAttention BlockMask"):
+        with_attention(tiny_showo, "flex").hidden_states(ids, dense)
+    from showo.attention import omni_block_mask
+
+    with pytest.raises(ShowoError, match="needs a dense additive mask"):
+        tiny_showo.hidden_states(ids, omni_block_mask(ids, tiny_showo.vocab, "lm"))
+
+
+def test_flex_training_on_the_cpu_is_refused_up_front(tmp_path, rows_and_recipe, capsys):
+    _, recipe = rows_and_recipe
+    path = tmp_path / "r.yaml"
+    assert main(["train", str(path), "model.attn_implementation=flex"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no FlexAttention backward" in err[0]
+    assert not (tmp_path / "runs" / "tiny" / "checkpoints").exists()
