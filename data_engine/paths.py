@@ -111,7 +111,7 @@ def walk(
     companion (a caption next to an image) with the reason it is skipped. Companions without an image
     of the same stem are skipped too."""
     entries: list[Entry] = []
-    companion_rels: list[str] = []
+    companion_entries: list[Entry] = []
 
     def visit(directory: Path, prefix: str) -> None:
         try:
@@ -132,8 +132,8 @@ def walk(
                 continue
             if reason is None and not stat.S_ISREG(info.st_mode):
                 reason, detail = NOT_A_FILE, "not a regular file"
-            if reason is None and extension in companions:
-                companion_rels.append(rel)
+            if extension in companions:
+                companion_entries.append(Entry(rel, reason, detail))
             elif reason is None and extension not in wanted:
                 entries.append(Entry(rel, UNSUPPORTED_TYPE, f"extension {extension!r}" if extension else ""))
             else:
@@ -141,9 +141,11 @@ def walk(
 
     visit(root / under, f"{under}/" if under else "")
     stems = {str(PurePosixPath(e.rel).with_suffix("")) for e in entries if _ext(e.rel) in wanted}
-    for rel in companion_rels:
-        if str(PurePosixPath(rel).with_suffix("")) not in stems:
-            entries.append(Entry(rel, ORPHAN_CAPTION, "no image of the same name"))
+    for entry in companion_entries:  # one with an image is read (and checked) with it
+        if str(PurePosixPath(entry.rel).with_suffix("")) not in stems:
+            entries.append(
+                entry if entry.reason else Entry(entry.rel, ORPHAN_CAPTION, "no image of the same name")
+            )
     return sorted(entries, key=lambda e: e.rel)
 
 
