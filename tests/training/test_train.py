@@ -111,6 +111,8 @@ def test_export_writes_a_loadable_model_with_the_checkpoint_weights(baseline, tm
     assert main(["export", "--ckpt", str(baseline["run_dir"]), "--out", str(out)]) == 0
     checkpoint = torch.load(list_checkpoints(baseline["run_dir"])[-1], weights_only=True)
     assert checkpoint["hyper_parameters"]["recipe"] == baseline["loaded"]  # the resolved recipe
+    shards = checkpoint["ShowoDataModule"].pop("shards")  # [file name, bytes] of every stream's shards
+    assert [name for name, _ in shards["t2i"]] == [f"image_text-{i:06d}.tar" for i in range(4)]
     assert checkpoint["ShowoDataModule"] == {
         "seed": 7,
         "batches": STEPS,
