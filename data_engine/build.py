@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from data_engine.decode import bomb_limit
-from data_engine.manifest import BUILD_FILE, DATASET_FILES, check_build, finalize
+from data_engine.manifest import BUILD_FILE, DATASET_FILES, check_build, check_unrecorded, finalize
 from data_engine.outdir import make_output_dir, metadata_lock, partition_lock
 from data_engine.prepare import Prepared, PrepareDataset, PrepareOptions, SourceFailed, UnitEnd, passthrough
 from data_engine.recaption import Captioner, make_captioner
@@ -225,6 +225,7 @@ class Builder:
         """Lock the output directory, check or record the settings, encode the missing shards of this
         partition, and assemble the dataset files when every shard is there."""
         make_output_dir(self.out)
+        check_unrecorded(self.out)
         with partition_lock(self.out, self.rank, self.world_size):
             settings = self.settings()
             with metadata_lock(self.out):

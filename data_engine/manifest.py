@@ -46,6 +46,15 @@ def check_build(out: Path, settings: dict) -> None:
                 "use a new --out directory"
             )
         return
+    check_unrecorded(out)
+    atomic_write(path, dumps_json(settings))
+
+
+def check_unrecorded(out: Path) -> None:
+    """Refuse a directory that holds files but no build.json (called again before taking the lock, so a
+    refused directory is left exactly as it was)."""
+    if (out / BUILD_FILE).is_file():
+        return
     try:
         others = sorted(p.name for p in out.iterdir() if not is_lock_file(p.name))
     except OSError as err:
@@ -56,7 +65,6 @@ def check_build(out: Path, settings: dict) -> None:
             f"{out} is not empty ({shown}) but has no {BUILD_FILE}, the record of the settings its shards "
             "were built with; use a new or empty --out directory"
         )
-    atomic_write(path, dumps_json(settings))
 
 
 def _busy_seconds(records: list[dict]) -> float:
