@@ -134,9 +134,17 @@ def check_llm_config(cfg: PhiConfig, source: str) -> None:
         )
 
 
+def check_weights_count(cfg: PhiConfig, stored: int, source: str) -> None:
+    """Refuse a config whose model is far larger than the weights actually stored (`stored` elements), so
+    absurd sizes fail before any allocation."""
+    if llm_param_count(cfg) > 2 * stored + 10**6:
+        raise ShowoError(
+            f"{source}: the config describes {llm_param_count(cfg)} parameters but only {stored} are stored"
+        )
+
+
 def check_weights_size(cfg: PhiConfig, file: Path) -> None:
-    """Refuse a config whose model is far larger than the tensors its safetensors file stores (read from the
-    file's header only), so absurd sizes fail before any allocation."""
+    """`check_weights_count` against a safetensors file, read from its header only."""
     try:
         with safe_open(str(file), framework="pt") as f:
             stored = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
@@ -144,10 +152,7 @@ def check_weights_size(cfg: PhiConfig, file: Path) -> None:
         raise ShowoError(
             f"cannot read weights {file} (truncated or not safetensors): {first_line(err)}"
         ) from None
-    if llm_param_count(cfg) > 2 * stored + 10**6:
-        raise ShowoError(
-            f"{file.parent}: the config describes {llm_param_count(cfg)} parameters but {file.name} stores {stored}"
-        )
+    check_weights_count(cfg, stored, str(file))
 
 
 def phi_config(

@@ -28,6 +28,7 @@ from showo.model import (
     _bounded_int,
     _load_tokenizer,
     check_llm_config,
+    check_weights_count,
     check_weights_size,
     load_llm_state,
     phi_config,
@@ -122,6 +123,7 @@ def load_official(
     if (path / WEIGHT_NAMES[0]).is_file():
         check_weights_size(cfg, path / WEIGHT_NAMES[0])
     state, weights = read_official_weights(path)
+    check_weights_count(cfg, sum(v.numel() for v in state.values()), str(weights))
     llm = PhiForCausalLM(cfg)
     load_llm_state(llm, official_to_llm_state(state), str(weights))
     config = ShowOConfig(

@@ -14,7 +14,7 @@ from pathlib import Path
 from transformers import AutoTokenizer, PhiForCausalLM
 
 from showo.errors import ShowoError
-from showo.model import ShowO, ShowOConfig, load_llm_state, phi_config
+from showo.model import ShowO, ShowOConfig, check_weights_count, load_llm_state, phi_config
 from showo.safeio import first_line, plain_file_name
 from showo.training.checkpoint import (
     CHECKPOINT_DIR,
@@ -80,8 +80,10 @@ def load_checkpoint_model(path: str | Path) -> tuple[ShowO, dict]:
         except (OSError, ValueError, TypeError) as err:
             raise ShowoError(f"{ckpt}: cannot load its stored text tokenizer: {first_line(err)}") from None
     vocab = UnifiedVocab.from_dict(showo_meta["vocab"])
+    weights = read_llm_weights(ckpt)
+    check_weights_count(llm_config, sum(v.numel() for v in weights.values()), str(ckpt))
     llm = PhiForCausalLM(llm_config)
-    load_llm_state(llm, read_llm_weights(ckpt), str(ckpt))
+    load_llm_state(llm, weights, str(ckpt))
     return ShowO(llm, vocab, config, tokenizer), meta
 
 

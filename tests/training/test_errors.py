@@ -57,7 +57,7 @@ def test_bad_recipes(capsys, make_recipe, changes, message):
 
 def test_export_of_something_that_is_not_a_checkpoint(capsys, tmp_path):
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
-    assert "cannot read checkpoint" in run_cli(
+    assert "fails verification" in run_cli(
         capsys, "export", "--ckpt", str(tmp_path / "junk.ckpt"), "--out", str(tmp_path / "o")
     )
     assert "does not exist" in run_cli(

@@ -8,8 +8,10 @@ mode; the marker must never appear.
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
+import time
 from collections import OrderedDict
 from pathlib import Path
 
@@ -241,3 +243,44 @@ def test_the_hostile_file_does_run_code_outside_weights_only_mode(tmp_path):
     torch.save({"x": Hostile(marker)}, tmp_path / "hostile.pt")
     torch.load(tmp_path / "hostile.pt", weights_only=False)
     assert marker.exists()
+
+
+def test_train_resume_auto_skips_a_flipped_newest_checkpoint(baseline, tmp_path, capsys):
+    """End to end: every checkpoint of a run has a sidecar; `showo train` skips the damaged newest one,
+    says so in one line, resumes from the one before, and saves that step again soundly."""
+    from showo.training.checkpoint import list_checkpoints
+    from tests.training.conftest import write_recipe
+
+    run = tmp_path / "runs" / "tiny"
+    shutil.copytree(baseline["run_dir"], run)
+    found = list_checkpoints(run)
+    assert len(found) >= 2 and all(digest_path(c).is_file() and verify_checkpoint(c) is None for c in found)
+    flip_bit(found[-1])
+    recipe = dict(baseline["dict"], run={**baseline["dict"]["run"], "output_dir": str(tmp_path / "runs")})
+    assert main(["train", str(write_recipe(tmp_path / "recipe.yaml", recipe))]) == 0
+    captured = capsys.readouterr()
+    skipped = [line for line in captured.err.splitlines() if "skipping checkpoint" in line]
+    assert len(skipped) == 1 and str(found[-1]) in skipped[0] and "sha256" in skipped[0], captured.err
+    assert f"resuming from {found[-2]}" in captured.out
+    assert verify_checkpoint(found[-1]) is None
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"llm.num_hidden_layers": 1000}, "parameters"),  # in range, far beyond the stored weights
+        ({"llm.hidden_size": 10**9}, "hidden_size"),
+        ({"codebook_size": "256"}, "codebook_size"),
+        ({"llm": "phi"}, "llm"),
+    ],
+)
+def test_checkpoint_model_config_is_checked_before_allocation(change, match, parts, tmp_path, capsys):
+    (key, value), config = next(iter(change.items())), json.loads(json.dumps(parts[1]["model_config"]))
+    node, *path = config, *key.split(".")
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+    ckpt = write_file_ckpt(tmp_path / "step-00000003.ckpt", parts, {"model_config": config})
+    start = time.monotonic()
+    assert match in one_line_cli_error(capsys, "export", "--ckpt", str(ckpt), "--out", str(tmp_path / "o"))
+    assert time.monotonic() - start < 60  # generous: nothing of the described size is allocated
