@@ -159,7 +159,10 @@ def shard_samples(src: Iterable[dict]) -> Iterator[dict]:
         except FileNotFoundError:
             raise ShowoError(f"shard {url} is gone (deleted or moved while it was in use)") from None
         except READ_ERRORS as err:
-            reason = str(err.args[0]).split(" @ ")[0].splitlines()[0] if err.args else type(err).__name__
+            if isinstance(err, OSError) and err.strerror:
+                reason = err.strerror
+            else:  # webdataset appends " @ <stream>" to the first argument
+                reason = str(err.args[0]).split(" @ ")[0].splitlines()[0] if err.args else type(err).__name__
             raise ShowoError(f"shard {url} is not a readable shard: {reason}") from None
 
 
