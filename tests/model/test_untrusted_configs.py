@@ -53,7 +53,7 @@ def test_config_that_is_not_a_json_object(model_dir, text):
     [
         ({"llm.hidden_size": 10**9}, "hidden_size"),
         ({"llm.vocab_size": 2**22, "llm.hidden_size": 2**16, "llm.num_hidden_layers": 1000}, "parameters"),
-        ({"llm.num_hidden_layers": 1000}, "stores"),  # within bounds, far beyond the stored weights
+        ({"llm.num_hidden_layers": 1000}, "are stored"),  # within bounds, far beyond the stored weights
         ({"llm.hidden_size": "64"}, "hidden_size"),
         ({"llm.num_attention_heads": 0}, "num_attention_heads"),
         ({"llm.rope_parameters.partial_rotary_factor": "x"}, "partial_rotary_factor"),
