@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -108,6 +109,15 @@ def top_p(text: str) -> float:
 
 port = integer(0, 65535)
 """A TCP port, 1..65535, or 0 for one the system picks."""
+
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d{1,3})?")
+
+
+def device(text: str) -> str:
+    """auto, cpu, cuda or cuda:N (whether that GPU exists is checked when the model loads)."""
+    if not _DEVICE.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {_shown(text)}")
+    return text
 
 
 def image_file(text: str) -> str:

@@ -22,7 +22,10 @@ def add_pipeline_args(parser: Any, seed: bool = True) -> None:
         "--image-tokenizer", default=None, help="image tokenizer dir (default: <ckpt>/image_tokenizer)"
     )
     parser.add_argument(
-        "--device", default=None, help="torch device (default: cuda when available, else cpu)"
+        "--device",
+        type=checks.device,
+        default=None,
+        help="auto | cpu | cuda[:N] (default: cuda when available, else cpu)",
     )
     if seed:
         parser.add_argument(

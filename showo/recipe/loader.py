@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
+import math
 import os
 import re
 import types
@@ -364,7 +365,8 @@ def _check_streams(recipe: ShowoRecipe, path: str | os.PathLike) -> None:
 
 def _check_tree(node: Any, key: str) -> None:
     """Call `check(key)` on every dataclass node, depth first (children before their parent); refuse
-    strings that would read as interpolations once the recipe is turned back into a config."""
+    strings that would read as interpolations once the recipe is turned back into a config, nan and
+    infinite floats, and integers beyond 64 bits (every number a recipe holds is a finite size or rate)."""
     if dataclasses.is_dataclass(node) and not isinstance(node, type):
         for f in dataclasses.fields(node):
             _check_tree(getattr(node, f.name), f"{key}.{f.name}" if key else f.name)
@@ -373,6 +375,10 @@ def _check_tree(node: Any, key: str) -> None:
             check(key or "recipe")
     elif isinstance(node, str) and "${" in node:  # e.g. "${a}${b}" with a = "$", b = "{oc.env:X}"
         raise ShowoError(f"{key}: a resolved value may not contain '${{' (it would read as an interpolation)")
+    elif isinstance(node, float) and not math.isfinite(node):
+        raise ShowoError(f"{key}: must be a finite number, got {node}")
+    elif isinstance(node, int) and not isinstance(node, bool) and not -(2**63) <= node < 2**63:
+        raise ShowoError(f"{key}: {len(str(abs(node)))}-digit integer is out of range (64 bits at most)")
     elif isinstance(node, dict):
         for name, value in node.items():
             _check_tree(value, f"{key}.{name}")

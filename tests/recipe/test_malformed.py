@@ -151,6 +151,10 @@ CASES = [
     ("override-base", lambda d: d, ["base=other.yaml"], ["bad override 'base=other.yaml'"]),
     ("bad-interpolation", lambda d: _set(d, "init_from", "${run.nope}"), [], ["init_from", "run.nope"]),
     ("override-bad-value", lambda d: d, ["run.name=${oops"], ["bad override 'run.name=${oops'"]),
+    ("nan-lr", lambda d: _set(d, "optim.lr", float("nan")), [], ["optim.lr", "finite"]),
+    ("inf-override", lambda d: d, ["optim.lr=inf"], ["optim.lr", "finite"]),
+    ("65-bit-steps", lambda d: d, [f"optim.max_steps={2**64}"], ["optim.max_steps", "64 bits"]),
+    ("400-digit-steps", lambda d: d, [f"optim.max_steps={10**400}"], ["optim.max_steps", "401-digit"]),
 ]
 
 
