@@ -106,7 +106,11 @@ def _digest_listing(root: Path, rels: list[str]) -> str:
     """Names and sizes of the input files (not their bytes: a listing is cheap at any scale)."""
     digest = hashlib.sha1()
     for rel in rels:
-        digest.update(f"{rel}\0{(root / rel).stat().st_size}\n".encode())
+        try:
+            size = (root / rel).stat().st_size
+        except OSError as err:
+            raise ShowoError(f"cannot read source file {root / rel}: {err.strerror or err}") from None
+        digest.update(f"{rel}\0{size}\n".encode())
     return digest.hexdigest()
 
 

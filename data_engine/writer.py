@@ -62,9 +62,24 @@ def temporary(path: Path) -> Path:
 
 
 def remove_temporaries(path: Path) -> None:
-    """Delete the temporaries a killed writer of `path` left behind (call while holding its lock)."""
+    """Delete the temporaries a killed writer of `path` left behind (call while holding its lock). One whose
+    process still runs here is kept: a partition of another layout may be writing the same shard."""
     for stale in path.parent.glob(f"{glob_escape(path.stem)}.*{glob_escape(path.suffix)}.tmp"):
-        stale.unlink(missing_ok=True)
+        pid = stale.name[len(path.stem) + 1 :].partition("-")[0]
+        if not (pid.isdigit() and _running(int(pid))):
+            stale.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # our own leftovers: this process is not writing them any more
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return pid > 0
 
 
 def glob_escape(text: str) -> str:
