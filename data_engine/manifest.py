@@ -8,6 +8,7 @@ whichever partition finishes last, so they are the same however the work was spl
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -52,13 +53,16 @@ def check_build(out: Path, settings: dict) -> None:
 
 def check_unrecorded(out: Path) -> None:
     """Refuse a directory that holds files but no build.json (called again before taking the lock, so a
-    refused directory is left exactly as it was)."""
-    if (out / BUILD_FILE).is_file():
-        return
+    refused directory is left exactly as it was). Lock files and a build.json being written by a
+    partition that started first do not count."""
     try:
-        others = sorted(p.name for p in out.iterdir() if not is_lock_file(p.name))
+        names = {p.name for p in out.iterdir()}
     except OSError as err:
         raise ShowoError(f"cannot list {out}: {err.strerror or err}") from None
+    if BUILD_FILE in names:
+        return
+    build_temporary = re.compile(rf"{re.escape(Path(BUILD_FILE).stem)}\.[0-9]+-[0-9a-f]+\.json\.tmp")
+    others = sorted(n for n in names if not is_lock_file(n) and not build_temporary.fullmatch(n))
     if others:
         shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
         raise ShowoError(
