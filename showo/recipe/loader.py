@@ -63,15 +63,23 @@ def load_recipe(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Showo
     kind = _kind(layers)
     schema = _schema(kind)
     cfg = OmegaConf.structured(schema)
+    from_base: dict[str, str | None] = {}  # dotted key -> the base file that set it last, if one did
     for index, (source, layer) in enumerate(layers):
-        cfg = _merge(cfg, layer, source, echo=index == len(layers) - 1)
+        is_base = index < len(layers) - 1
+        cfg = _merge(cfg, layer, source, echo=not is_base)
+        from_base.update(dict.fromkeys(_dotted_keys(layer), source if is_base else None))
     for item in overrides:
-        cfg = _merge(cfg, _parse_override(item), f"override {item!r}")
+        layer = _parse_override(item)
+        cfg = _merge(cfg, layer, f"override {item!r}")
+        from_base.update(dict.fromkeys(_dotted_keys(layer)))
     try:
         missing = sorted(OmegaConf.missing_keys(cfg))
         recipe = None if missing else OmegaConf.to_object(cfg)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None)
+        base = from_base.get(str(key)) if key else None
+        if base is not None:  # e.g. a broken reference in a base file: its text stays out
+            raise ShowoError(f"{base}: {key}: invalid value ({type(err).__name__})") from None
         raise ShowoError(f"{path}: {key + ': ' if key else ''}{_first_line(err)}") from None
     except ShowoError as err:  # a schema class validating itself in __post_init__
         raise ShowoError(f"{path}: {err}") from None
@@ -229,6 +237,16 @@ def _merge(cfg: DictConfig, layer: dict, source: str, echo: bool = True) -> Dict
         raise ShowoError(f"{source}: {key + ': ' if key else ''}{detail}") from None
     _refuse_resolvers(layer, "", source)
     return merged
+
+
+def _dotted_keys(node: Any, key: str = "") -> list[str]:
+    """Every key path a layer sets (`optim.lr`, `data.streams.t2i.shards`), sections included."""
+    if not isinstance(node, dict):
+        return [key] if key else []
+    keys = [key] if key else []
+    for name, value in node.items():
+        keys += _dotted_keys(value, f"{key}.{name}" if key else str(name))
+    return keys
 
 
 def _refuse_resolvers(node: Any, key: str, source: str) -> None:

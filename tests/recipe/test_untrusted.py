@@ -114,6 +114,7 @@ BASE_CONTENTS = {
     "a-list": f"- {MARKER}\n- b\n",
     "a-scalar": f"{MARKER}\n",
     "a-resolver": f"run:\n  name: ${{oc.env:{MARKER}}}\n",
+    "a-reference-to-nowhere": f"init_from: ${{{MARKER}}}\n",
     "binary": MARKER + "\x00\x01\x02",
     "billion-laughs": _bomb_yaml() + f"{MARKER}: 1\n",
 }
