@@ -335,6 +335,7 @@ SHOWO_CASES: dict[str, list[str]] = {
     "image-tokenizer-traversal": _gen("--ckpt", "{imgtok_traversal}"),
     "image-tokenizer-missing": _gen("--image-tokenizer", "{missing}"),
     "image-tokenizer-is-a-file": _gen("--image-tokenizer", "{garbage}"),
+    "image-tokenizer-pickle": _gen("--image-tokenizer", "{pickle}"),
     # images
     "caption-image-missing": _cap("--image", "{missing}"),
     "caption-image-directory": _cap("--image", "{img_dir}"),
@@ -439,6 +440,7 @@ DATA_CASES: dict[str, list[str]] = {
     ),
     "build-tokenizer-missing": _build("--tokenizer", "{missing}"),
     "build-tokenizer-garbage": _build("--tokenizer", "{garbage}"),
+    "build-tokenizer-pickle": _build("--tokenizer", "{pickle}"),
     "build-device-unknown": _build("--device", "banana", "--tokenizer", "{shard_tokenizer}"),
     "inspect-missing": ["inspect", "{missing}", "--grid", "{root}/grid.png"],
     "inspect-a-file": ["inspect", "{garbage}", "--grid", "{root}/grid.png"],
