@@ -11,6 +11,10 @@ import json
 import sys
 
 from showo.cli import Parser, run_parser
+from showo.commands import checks
+
+MAX_INSPECT = 4096
+"""Samples one inspect grid may show (each is decoded to pixels)."""
 
 
 def _add_build(subparsers) -> None:
@@ -101,8 +105,13 @@ def _run_build(args: argparse.Namespace) -> int:
 def _add_inspect(subparsers) -> None:
     p = subparsers.add_parser("inspect", help="decode shard codes back to an image grid")
     p.add_argument("directory")
-    p.add_argument("--grid", required=True, help="output PNG")
-    p.add_argument("--count", type=int, default=16, help="how many samples to show")
+    p.add_argument("--grid", required=True, type=checks.output_file, help="output PNG")
+    p.add_argument(
+        "--count",
+        type=checks.integer(1, MAX_INSPECT),
+        default=16,
+        help=f"how many samples to show (1..{MAX_INSPECT})",
+    )
     p.add_argument("--tokenizer", help="override the tokenizer path the manifest names (identity must match)")
     p.set_defaults(func=_run_inspect)
 
@@ -135,9 +144,7 @@ def _run_stats(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(
-        prog="showo-data", description="Offline Show-o data engine: pre-tokenized shards."
-    )
+    parser = Parser(prog="showo-data", description="Offline Show-o data engine: pre-tokenized shards.")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_build(subparsers)
     _add_inspect(subparsers)

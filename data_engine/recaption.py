@@ -90,10 +90,18 @@ class HFCaptioner(_ModelCaptioner):
 
         try:
             self.device = device or torch.device("cpu")
-            self.model = AutoModelForImageTextToText.from_pretrained(directory).to(self.device).eval()
-            self.tokenizer = AutoTokenizer.from_pretrained(directory)
-            self.processor = AutoProcessor.from_pretrained(directory) if prompt else None
-            self.image_processor = None if prompt else AutoImageProcessor.from_pretrained(directory)
+            # a captioner downloaded from strangers: safetensors weights only, none of its own code
+            model = AutoModelForImageTextToText.from_pretrained(
+                directory, use_safetensors=True, trust_remote_code=False
+            )
+            self.model = model.to(self.device).eval()
+            self.tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=False)
+            self.processor = (
+                AutoProcessor.from_pretrained(directory, trust_remote_code=False) if prompt else None
+            )
+            self.image_processor = (
+                None if prompt else AutoImageProcessor.from_pretrained(directory, trust_remote_code=False)
+            )
         except (OSError, ValueError, KeyError) as err:
             raise ShowoError(f"hf captioner {path} could not be loaded: {err}") from None
         self.prompt = prompt

@@ -113,7 +113,7 @@ def _text_vocab_size(recipe: ShowoRecipe) -> int:
     from transformers import AutoTokenizer
 
     try:
-        return len(AutoTokenizer.from_pretrained(path))
+        return len(AutoTokenizer.from_pretrained(path, trust_remote_code=False))
     except (OSError, ValueError) as err:
         raise ShowoError(f"cannot load the text tokenizer from {path}: {str(err).splitlines()[0]}") from None
 
