@@ -1,0 +1,150 @@
+"""Sequence packing: several prompted samples per row up to a token budget, attention kept per sample.
+
+Rows arrive in the fixed layouts of ``showo.prompting``, padded to their length L (a short caption costs as
+much as a long one). Packing drops the [PAD] tokens, lays the remaining tokens of several samples end to end
+in rows of ``budget`` tokens (first-fit decreasing, ties in batch order) and records, for every packed
+position, the sample and the position it came from. The omni-attention rule is then evaluated in each
+sample's own coordinates, plus "same sample" (document-aware attention): a packed sample sees exactly what it
+saw alone. Positions restart at 0 per sample; a sample's left padding shifted its positions before, which
+RoPE ignores (attention depends on position differences only). Hidden states are scattered back to the
+padded layout, so the per-task losses are computed by the unchanged loss code and keep their token means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from showo.attention import _task, allowed, token_roles
+from showo.errors import ShowoError
+from showo.vocab import UnifiedVocab
+
+
+@dataclass
+class PackedRows:
+    """Packed rows ``[R, T]`` and, per position, where it came from (``sample`` -1 on the tail padding)."""
+
+    ids: torch.Tensor
+    position_ids: torch.Tensor
+    sample: torch.Tensor
+    source: torch.Tensor
+    unpacked_shape: tuple[int, int]
+
+    @property
+    def tokens(self) -> int:
+        """Positions that hold a sample's token (the rest is tail padding)."""
+        return int((self.sample >= 0).sum())
+
+
+def first_fit_decreasing(lengths: Sequence[int], budget: int) -> list[list[int]]:
+    """Sample indices per row; each row's lengths sum to at most ``budget``."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for i in order:
+        if lengths[i] > budget:
+            raise ShowoError(f"a sample of {lengths[i]} tokens does not fit the packing budget of {budget}")
+        fit = next((r for r, free in enumerate(room) if free >= lengths[i]), None)
+        if fit is None:
+            rows.append([i])
+            room.append(budget - lengths[i])
+        else:
+            rows[fit].append(i)
+            room[fit] -= lengths[i]
+    return rows
+
+
+def pack(input_ids: torch.Tensor, pad_id: int, budget: int) -> PackedRows:
+    """Pack the non-pad tokens of ``input_ids`` ``[N, L]`` into rows of ``budget`` tokens."""
+    keep = input_ids != pad_id
+    lengths = keep.sum(1).tolist()
+    rows = first_fit_decreasing(lengths, budget)
+    width = max(sum(lengths[i] for i in row) for row in rows) if rows else 0
+    device = input_ids.device
+    sample = torch.full((len(rows), width), -1, dtype=torch.long, device=device)
+    source = torch.zeros_like(sample)
+    position = torch.zeros_like(sample)
+    columns = [keep[i].nonzero().squeeze(1) for i in range(len(lengths))]
+    for r, row in enumerate(rows):
+        start = 0
+        for i in row:
+            n = lengths[i]
+            sample[r, start : start + n] = i
+            source[r, start : start + n] = columns[i]
+            position[r, start : start + n] = torch.arange(n, device=device)
+            start += n
+    ids = torch.where(sample >= 0, input_ids[sample.clamp(min=0), source], pad_id)
+    return PackedRows(ids, position, sample, source, (input_ids.shape[0], input_ids.shape[1]))
+
+
+def _rule_index(rules: Sequence[str]) -> tuple[list[str], list[int]]:
+    names = sorted({_task(r) for r in rules})
+    return names, [names.index(_task(r)) for r in rules]
+
+
+def _packed_allowed(
+    packed: PackedRows,
+    roles: dict[str, torch.Tensor],
+    names: list[str],
+    rule_of: torch.Tensor,
+    r: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+) -> torch.Tensor:
+    """The omni rule in each sample's own coordinates, only within one sample; padding sees only itself."""
+    sq, sk = packed.sample[r, q], packed.sample[r, k]
+    b = sq.clamp(min=0)
+    pq, pk = packed.source[r, q], packed.source[r, k]
+    ok = torch.zeros_like(sq, dtype=torch.bool)
+    for i, name in enumerate(names):
+        ok = ok | ((rule_of[b] == i) & allowed(b, pq, pk, roles, name))
+    return (ok & (sq == sk) & (sq >= 0)) | ((sq < 0) & (q == k))
+
+
+def packed_attention_mask(
+    packed: PackedRows,
+    unpacked_ids: torch.Tensor,
+    rules: Sequence[str],
+    vocab: UnifiedVocab,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Additive float mask ``[R, 1, T, T]``; ``rules`` names each unpacked row's attention task."""
+    names, index = _rule_index(rules)
+    rule_of = torch.tensor(index, device=unpacked_ids.device)
+    roles = token_roles(unpacked_ids, vocab)
+    rows, width = packed.ids.shape
+    device = packed.ids.device
+    r = torch.arange(rows, device=device)[:, None, None]
+    q = torch.arange(width, device=device)[None, :, None]
+    k = torch.arange(width, device=device)[None, None, :]
+    ok = _packed_allowed(packed, roles, names, rule_of, r, q, k)
+    mask = torch.zeros(ok.shape, dtype=dtype, device=device)
+    return mask.masked_fill_(~ok, torch.finfo(dtype).min).unsqueeze(1)
+
+
+def packed_block_mask(
+    packed: PackedRows, unpacked_ids: torch.Tensor, rules: Sequence[str], vocab: UnifiedVocab
+) -> Any:
+    """The same rule as a FlexAttention ``BlockMask`` (fully padded blocks are skipped)."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    names, index = _rule_index(rules)
+    rule_of = torch.tensor(index, device=unpacked_ids.device)
+    roles = token_roles(unpacked_ids, vocab)
+
+    def mask_mod(r: torch.Tensor, h: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        return _packed_allowed(packed, roles, names, rule_of, r, q, k)
+
+    rows, width = packed.ids.shape
+    return create_block_mask(mask_mod, B=rows, H=None, Q_LEN=width, KV_LEN=width, device=packed.ids.device)
+
+
+def unpack(hidden: torch.Tensor, packed: PackedRows) -> torch.Tensor:
+    """Packed hidden states ``[R, T, H]`` back in the padded layout ``[N, L, H]`` (zeros at the pads)."""
+    out = hidden.new_zeros(*packed.unpacked_shape, hidden.shape[-1])
+    where = packed.sample >= 0
+    out[packed.sample[where], packed.source[where]] = hidden[where]
+    return out

@@ -1,0 +1,91 @@
+"""Sequence packing: a packed sample's hidden states equal its unpacked ones (dense and flex masks), and
+the packer keeps every token once within its budget."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from showo.attention import batch_attention_mask
+from showo.errors import ShowoError
+from showo.packing import first_fit_decreasing, pack, packed_attention_mask, packed_block_mask, unpack
+from tests.fixtures.model import TINY_MAX_TEXT_LEN
+
+CAPTIONS = ["a red circle", "two blue squares left of a green star", ""]
+
+
+def mixed_batch(model):
+    """[t2i | lm | mmu] rows of one length, as the training step concatenates them, with their rules."""
+    vocab, pr = model.vocab, model.prompter()
+    gen = torch.Generator().manual_seed(4)
+    images = vocab.codes_to_ids(
+        torch.randint(0, vocab.codebook_size, (3, pr.num_image_tokens), generator=gen)
+    )
+    parts = [
+        ("t2i", pr.t2i(CAPTIONS, images, images)[0]),
+        ("lm", pr.lm(["def f(x): return x", "import os"])[0]),
+        (
+            "mmu",
+            pr.mmu(images[:2], ["USER: \nDescribe. ASSISTANT: a red circle", "USER: \nHi ASSISTANT: no"])[0],
+        ),
+    ]
+    ids = torch.cat([p for _, p in parts])
+    rules = [task for task, p in parts for _ in range(len(p))]
+    return parts, ids, rules
+
+
+def test_packed_hidden_states_equal_the_unpacked_ones(tiny_showo):
+    parts, ids, rules = mixed_batch(tiny_showo)
+    vocab = tiny_showo.vocab
+    decoder = tiny_showo.llm.get_decoder().eval()
+    packed = pack(ids, vocab.pad_id, budget=ids.shape[1])
+    assert packed.ids.shape[0] < ids.shape[0] and packed.tokens == int((ids != vocab.pad_id).sum())
+    with torch.no_grad():
+        dense = decoder(input_ids=ids, attention_mask=batch_attention_mask(parts, vocab)).last_hidden_state
+        mask = packed_attention_mask(packed, ids, rules, vocab)
+        out = decoder(input_ids=packed.ids, attention_mask=mask, position_ids=packed.position_ids)
+    got = unpack(out.last_hidden_state, packed)
+    real = ids != vocab.pad_id
+    assert torch.allclose(got[real], dense[real], atol=1e-5)
+    assert (got[~real] == 0).all()
+
+
+def test_packed_block_mask_equals_the_dense_packed_mask(tiny_showo):
+    from torch.nn.attention.flex_attention import flex_attention
+
+    _, ids, rules = mixed_batch(tiny_showo)
+    packed = pack(ids, tiny_showo.vocab.pad_id, budget=ids.shape[1] + 40)
+    rows, width = packed.ids.shape
+    gen = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(rows, 2, width, 8, generator=gen) for _ in range(3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = flex_attention(q, k, v, block_mask=packed_block_mask(packed, ids, rules, tiny_showo.vocab))
+    ref = torch.nn.functional.scaled_dot_product_attention(
+        q, k, v, attn_mask=packed_attention_mask(packed, ids, rules, tiny_showo.vocab)
+    )
+    assert torch.allclose(got, ref, atol=1e-5)
+
+
+def test_first_fit_decreasing_places_every_sample_once_within_the_budget():
+    lengths = [7, 3, 9, 1, 5, 5, 2]
+    rows = first_fit_decreasing(lengths, 10)
+    assert sorted(i for row in rows for i in row) == list(range(len(lengths)))
+    assert all(sum(lengths[i] for i in row) <= 10 for row in rows)
+    assert len(rows) == 4  # 32 tokens need at least 4 rows of 10
+    with pytest.raises(ShowoError, match="does not fit"):
+        first_fit_decreasing([11], 10)
+
+
+def test_positions_restart_per_sample_and_tokens_come_from_their_source(tiny_showo):
+    _, ids, _ = mixed_batch(tiny_showo)
+    packed = pack(ids, tiny_showo.vocab.pad_id, budget=2 * TINY_MAX_TEXT_LEN + ids.shape[1])
+    for r in range(packed.ids.shape[0]):
+        for s in packed.sample[r].unique().tolist():
+            if s < 0:
+                continue
+            cols = packed.sample[r] == s
+            assert packed.position_ids[r, cols].tolist() == list(range(int(cols.sum())))
+            assert torch.equal(packed.ids[r, cols], ids[s][ids[s] != tiny_showo.vocab.pad_id])
