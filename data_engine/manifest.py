@@ -8,12 +8,16 @@ whichever partition finishes last, so they are the same however the work was spl
 from __future__ import annotations
 
 import json
+import os
 import re
+import sqlite3
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from data_engine.outdir import is_lock_file
-from data_engine.writer import atomic_write, dumps_json, record_path
+from data_engine.writer import atomic_write, dumps_json, record_path, temporary, write_error
 from showo.errors import ShowoError
 
 BUILD_FILE = "build.json"
@@ -21,7 +25,10 @@ MANIFEST_FILE = "manifest.jsonl"
 REPORT_FILE = "report.json"
 DROPPED_FILE = "dropped.jsonl"
 REPEATS_FILE = "duplicates_across_shards.jsonl"
-DATASET_FILES = (MANIFEST_FILE, REPORT_FILE, DROPPED_FILE, REPEATS_FILE)
+INDEX_FILE = "finalize.sqlite"
+DATASET_FILES = (MANIFEST_FILE, REPORT_FILE, DROPPED_FILE, REPEATS_FILE, INDEX_FILE)
+CACHE_KIB = 32 * 1024
+"""SQLite's page cache for the repeats index: the memory finalize may use, whatever the build's size."""
 
 
 def check_build(out: Path, settings: dict) -> None:
@@ -71,10 +78,9 @@ def check_unrecorded(out: Path) -> None:
         )
 
 
-def _busy_seconds(records: list[dict]) -> float:
-    """Length of the union of the records' [started, finished] intervals: overlapping partitions count
-    once and the idle gap before a resumed run does not count."""
-    spans = sorted((r["started"], r["finished"]) for r in records if "started" in r)
+def _busy_seconds(spans: Iterable[tuple[float, float]]) -> float:
+    """Length of the union of the records' [started, finished] intervals (given sorted): overlapping
+    partitions count once and the idle gap before a resumed run does not count."""
     total, end = 0.0, float("-inf")
     for start, stop in spans:
         if stop > end:
@@ -83,73 +89,175 @@ def _busy_seconds(records: list[dict]) -> float:
     return total
 
 
-def _repeats(records: list[dict]) -> list[dict]:
-    """Written samples whose sha1 an earlier shard already holds (in shard order)."""
-    first: dict[str, str] = {}
-    repeats = []
-    for record in records:
-        for key, sha1 in record["sha1"].items():
-            if sha1 in first and first[sha1].rsplit("-", 1)[0] != key.rsplit("-", 1)[0]:
-                repeats.append({"key": key, "sha1": sha1, "first": first[sha1]})
-            first.setdefault(sha1, key)
-    return repeats
+class _Index:
+    """The build's sample sha1s and shard spans in an on-disk SQLite file beside the shards (not /tmp,
+    which may be memory), so finding repeats across shards takes a bounded page cache however many
+    samples there are; the sort happens in SQLite's external sorter."""
+
+    def __init__(self, out: Path):
+        self.path = temporary(out / INDEX_FILE)
+        self.db = sqlite3.connect(self.path, isolation_level=None)
+        for pragma in ("journal_mode=OFF", "synchronous=OFF", "temp_store=FILE", f"cache_size=-{CACHE_KIB}"):
+            self.db.execute(f"PRAGMA {pragma}")
+        self.db.execute("BEGIN")
+        self.db.execute(
+            "CREATE TABLE samples(seq INTEGER PRIMARY KEY, sha1 TEXT NOT NULL, key TEXT NOT NULL)"
+        )
+        self.db.execute("CREATE TABLE spans(started REAL NOT NULL, finished REAL NOT NULL)")
+        self.count = 0
+
+    def add(self, record: dict) -> None:
+        items = record["sha1"]
+        rows = ((self.count + i, sha1, key) for i, (key, sha1) in enumerate(items.items()))
+        self.db.executemany("INSERT INTO samples VALUES (?, ?, ?)", rows)
+        self.count += len(items)
+        if "started" in record:
+            self.db.execute("INSERT INTO spans VALUES (?, ?)", (record["started"], record["finished"]))
+
+    def spans(self) -> Iterator[tuple[float, float]]:
+        yield from self.db.execute("SELECT started, finished FROM spans ORDER BY started, finished")
+
+    def repeats(self) -> Iterator[dict]:
+        """Written samples whose sha1 an earlier shard already holds, in shard order (a repeat inside the
+        shard of the first occurrence was dropped or kept by the shard's own dedup, so it is not listed)."""
+        self.db.execute("CREATE INDEX by_sha1 ON samples(sha1, seq, key)")
+        rows = self.db.execute(
+            "SELECT key, sha1, first FROM ("
+            " SELECT seq, key, sha1, first_value(key) OVER w AS first, row_number() OVER w AS nth"
+            " FROM samples WINDOW w AS (PARTITION BY sha1 ORDER BY seq)"
+            ") WHERE nth > 1 ORDER BY seq"
+        )
+        for key, sha1, first in rows:
+            if first.rsplit("-", 1)[0] != key.rsplit("-", 1)[0]:
+                yield {"key": key, "sha1": sha1, "first": first}
+
+    def close(self) -> None:
+        self.db.close()
+        self.path.unlink(missing_ok=True)
+
+
+class _Staged:
+    """The dataset files written to temporaries as records stream by, renamed into place together at the
+    end (in the order the in-memory version wrote them) or discarded when a record is missing."""
+
+    def __init__(self, out: Path, names: tuple[str, ...]):
+        self.targets = [out / name for name in names]
+        self.temporaries = [temporary(path) for path in self.targets]
+        self.handles: dict[str, BinaryIO] = {}
+        try:
+            for name, tmp in zip(names, self.temporaries):
+                self.handles[name] = open(tmp, "wb")  # noqa: SIM115 - closed in commit/discard
+        except OSError as err:
+            self.discard()
+            raise write_error("", out / name, err) from None
+
+    def write(self, name: str, line: bytes) -> None:
+        self.handles[name].write(line + b"\n")
+
+    def commit(self) -> None:
+        try:
+            for handle in self.handles.values():
+                handle.flush()
+                os.fsync(handle.fileno())
+                handle.close()
+            for tmp, path in zip(self.temporaries, self.targets):
+                os.replace(tmp, path)
+        except OSError as err:
+            self.discard()
+            raise write_error("", self.targets[0].parent, err) from None
+
+    def discard(self) -> None:
+        for handle in self.handles.values():
+            handle.close()
+        for tmp in self.temporaries:
+            tmp.unlink(missing_ok=True)
+
+
+def _read_record(path: Path) -> dict | None:
+    try:
+        return json.loads(record_path(path).read_bytes())
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    except OSError as err:
+        raise ShowoError(f"cannot read {record_path(path)}: {err.strerror or err}") from None
 
 
 def finalize(out: Path, settings: dict, shard_paths: list[Path]) -> dict | None:
-    """Write manifest.jsonl, report.json and dropped.jsonl when every shard has its record; None otherwise."""
-    records = []
-    for path in shard_paths:
-        try:
-            records.append(json.loads(record_path(path).read_bytes()))
-        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
-            return None
-        except OSError as err:
-            raise ShowoError(f"cannot read {record_path(path)}: {err.strerror or err}") from None
+    """Write manifest.jsonl, report.json, dropped.jsonl and duplicates_across_shards.jsonl when every shard
+    has its record; None otherwise. Records are read one at a time (memory does not grow with the build):
+    totals are counters, lines go straight to temporaries, sha1s to an on-disk index."""
+    if not all(record_path(path).is_file() for path in shard_paths):
+        return None  # a partition is still running: do not read anything yet
     manifest_keys = ("tokenizer", "transform", "resolution", "grid", "captioner")
-    lines, dropped = [], []
+    staged = _Staged(out, (MANIFEST_FILE, DROPPED_FILE, REPEATS_FILE))
+    index = _Index(out)
     reasons: Counter[str] = Counter()
     tasks: Counter[str] = Counter()
-    for record in records:
-        entry = {
-            "shard": record["shard"],
-            "samples": record["samples"],
-            "sha256": record["sha256"],
-            "bytes": record["bytes"],
-            **{k: settings[k] for k in manifest_keys},
-            "source": record["source"],
-            "inputs": record["inputs"],
-            "tasks": record["tasks"],
-        }
-        lines.append(dumps_json(entry))
-        for item in record["dropped"]:
-            dropped.append(dumps_json({"shard": record["shard"], **item}))
-            if item["reason"] != "duplicate":
-                reasons[item["reason"]] += 1
-        tasks.update(record["tasks"])
-    inputs = sum(r["inputs"] for r in records)
-    written = sum(r["samples"] for r in records)
-    duplicates = sum(1 for r in records for item in r["dropped"] if item["reason"] == "duplicate")
-    repeats = _repeats(records)
-    images = sum(r["images"] for r in records)
-    busy = _busy_seconds(records)
+    totals: Counter[str] = Counter()
+    resources: list[dict] = []
+    try:
+        for path in shard_paths:
+            record = _read_record(path)
+            if record is None:
+                staged.discard()
+                return None
+            entry = {
+                "shard": record["shard"],
+                "samples": record["samples"],
+                "sha256": record["sha256"],
+                "bytes": record["bytes"],
+                **{k: settings[k] for k in manifest_keys},
+                "source": record["source"],
+                "inputs": record["inputs"],
+                "tasks": record["tasks"],
+            }
+            staged.write(MANIFEST_FILE, dumps_json(entry))
+            for item in record["dropped"]:
+                staged.write(DROPPED_FILE, dumps_json({"shard": record["shard"], **item}))
+                if item["reason"] != "duplicate":
+                    reasons[item["reason"]] += 1
+                else:
+                    totals["duplicates"] += 1
+            tasks.update(record["tasks"])
+            for name in ("inputs", "samples", "images", "bytes"):
+                totals[name] += record[name]
+            if "resources" in record and record["resources"] not in resources:
+                resources.append(record["resources"])
+            index.add(record)
+        repeats = 0
+        for repeat in index.repeats():
+            staged.write(REPEATS_FILE, dumps_json(repeat))
+            repeats += 1
+        busy = _busy_seconds(index.spans())
+    except OSError as err:
+        staged.discard()
+        raise write_error("dataset files in ", out, err) from None
+    except sqlite3.Error as err:
+        staged.discard()
+        raise ShowoError(f"cannot write {index.path}: {err}") from None
+    except BaseException:
+        staged.discard()
+        raise
+    finally:
+        index.close()
     report = {
         "source": settings["source"],
-        "inputs": inputs,
-        "written": written,
+        "inputs": totals["inputs"],
+        "written": totals["samples"],
         "rejected": sum(reasons.values()),
         "rejected_by_reason": dict(sorted(reasons.items())),
-        "duplicates": duplicates,
-        "duplicates_across_shards": len(repeats),
+        "duplicates": totals["duplicates"],
+        "duplicates_across_shards": repeats,
         "dedup": settings["dedup"],
-        "shards": len(records),
+        "shards": len(shard_paths),
         "tasks": dict(sorted(tasks.items())),
-        "images": images,
-        "images_per_s": round(images / busy, 3) if busy > 0 else None,
-        "bytes": sum(r["bytes"] for r in records),
+        "images": totals["images"],
+        "images_per_s": round(totals["images"] / busy, 3) if busy > 0 else None,
+        "bytes": totals["bytes"],
     }
-    atomic_write(out / MANIFEST_FILE, b"".join(line + b"\n" for line in lines))
-    atomic_write(out / DROPPED_FILE, b"".join(line + b"\n" for line in dropped))
-    atomic_write(out / REPEATS_FILE, b"".join(dumps_json(line) + b"\n" for line in repeats))
+    if resources:
+        report["resources"] = resources
+    staged.commit()
     atomic_write(out / REPORT_FILE, json.dumps(report, indent=2).encode() + b"\n")
     return report
 
