@@ -9,11 +9,12 @@ words, half 40-120 words) and lm rows filled to L as long web documents are.
 
 Modes: ``sdpa`` (the official way: a dense additive ``[B, 1, L, L]`` mask, which no flash kernel takes) and
 ``flex`` (``attn_implementation="flex"``, the same rule as a FlexAttention ``BlockMask``, built every step
-and counted in the step). Reports, per mode: tokens/s (all and non-pad), model FLOPs utilisation
+through ``torch.compile`` and counted in the step), each optionally with sequence packing, ``+pack<T>``
+(``showo.packing``: pads dropped, samples packed into rows of T tokens, document-aware mask). Reports, per mode: tokens/s (all and non-pad), model FLOPs utilisation
 (6 x parameters x tokens, as ``showo recipe plan`` counts, over the device's dense bf16 peak) and peak
 memory; plus the fraction of attention blocks the block mask skips. Without CUDA it prints a skip line
 (``make bench`` runs on CPUs); ``--preset tiny --device cpu --modes sdpa`` smoke-tests it anywhere.
-Run: ``python -m bench.gpu_throughput [--steps 10 --warmup 3 --modes sdpa,flex]``.
+Run: ``python -m bench.gpu_throughput [--steps 10 --warmup 3 --modes sdpa,flex,flex+pack1548]``.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ from collections.abc import Sequence
 import torch
 
 from showo.attention import batch_attention_mask, batch_block_mask
+from showo.device import peak_tflops
 from showo.losses import gather_labelled, labelled_loss
 from showo.masking import mask_image_tokens
 from showo.model import ShowO, ShowOConfig, phi_config
+from showo.packing import pack, packed_attention_mask, packed_block_mask, unpack
 from showo.vocab import UnifiedVocab
 
 PRESETS = {
@@ -58,8 +61,6 @@ PRESETS = {
         rows={"t2i": 2, "lm": 1, "mmu": 2},
     ),
 }
-# Dense bf16 tensor-core peaks (vendor data sheets, no sparsity), matched against the device name.
-PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}
 N_SPECIAL = 10  # [PAD] and the nine task / delimiter tokens
 
 
@@ -128,19 +129,45 @@ def make_rows(model: ShowO, rows: dict[str, int], seed: int) -> dict[str, tuple[
     return {"t2i": (ids, labels), "lm": lm, "mmu": mmu}
 
 
-def step(model: ShowO, rows: dict, attn: str, device: torch.device, optimizer: torch.optim.Optimizer) -> None:
-    parts = [(task, r[0].to(device, non_blocking=True)) for task, r in rows.items()]
+def parse_mode(mode: str) -> tuple[str, int]:
+    """``sdpa`` / ``flex``, optionally ``+pack<budget>`` (sequence packing into rows of that many tokens)."""
+    kernel, _, pack_spec = mode.partition("+pack")
+    if kernel not in ("sdpa", "flex") or (pack_spec and not pack_spec.isdigit()):
+        raise SystemExit(f"gpu_throughput: error: unknown mode {mode!r} (sdpa, flex, sdpa+pack580, ...)")
+    return kernel, int(pack_spec or 0)
+
+
+def step(model: ShowO, rows: dict, mode: str, device: torch.device, optimizer: torch.optim.Optimizer) -> int:
+    """One optimizer step; returns the positions the transformer processed (pads included)."""
+    kernel, budget = parse_mode(mode)
+    parts = [(task, r[0]) for task, r in rows.items()]
     labels = torch.cat([r[1] for r in rows.values()]).to(device, non_blocking=True)
     ids = torch.cat([p[1] for p in parts])
-    if attn.startswith("flex"):
-        mask = batch_block_mask(parts, model.vocab, compiled=attn == "flex_compiled_mask")
+    half = torch.bfloat16 if device.type == "cuda" else torch.float32
+    packed = None
+    if budget:
+        packed = pack(ids, model.vocab.pad_id, budget)
+        rules = [task for task, p in parts for _ in range(len(p))]
+        packed = packed.to(device)
+        ids = ids.to(device)
+        if kernel == "flex":
+            mask = packed_block_mask(packed, ids, rules, model.vocab, compiled=True)
+        else:
+            mask = packed_attention_mask(packed, ids, rules, model.vocab, half)
+        inputs, positions = packed.ids, packed.position_ids
     else:
-        mask = batch_attention_mask(
-            parts, model.vocab, torch.bfloat16 if device.type == "cuda" else torch.float32
-        )
-    layout = {task: p.shape[0] for task, p in parts}
+        parts = [(task, p.to(device, non_blocking=True)) for task, p in parts]
+        if kernel == "flex":
+            mask = batch_block_mask(parts, model.vocab, compiled=True)
+        else:
+            mask = batch_attention_mask(parts, model.vocab, half)
+        inputs, positions = torch.cat([p for _, p in parts]), None
+    layout = {task: len(p) for task, p in parts}
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        hidden = model.hidden_states(ids, mask)
+        decoder = model.llm.get_decoder()
+        hidden = decoder(input_ids=inputs, attention_mask=mask, position_ids=positions).last_hidden_state
+        if packed is not None:
+            hidden = unpack(hidden, packed)
         picked = gather_labelled(
             hidden, labels, layout, model.llm.lm_head, max_text_len=model.config.max_text_len
         )
@@ -148,18 +175,19 @@ def step(model: ShowO, rows: dict, attn: str, device: torch.device, optimizer: t
     loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
+    return inputs.numel()
 
 
 def peak_flops(device: torch.device) -> tuple[str, float | None]:
     if device.type != "cuda":
         return "cpu", None
-    name = torch.cuda.get_device_name(device)
-    return name, next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
+    peak = peak_tflops(device, "bf16-mixed")
+    return torch.cuda.get_device_name(device), peak * 1e12 if peak else None
 
 
 def measure(p: dict, attn: str, device: torch.device, steps: int, warmup: int) -> dict:
     torch.manual_seed(0)
-    model = build_model(p, "flex" if attn.startswith("flex") else attn, device)
+    model = build_model(p, parse_mode(attn)[0], device)
     params = sum(t.numel() for t in model.parameters())
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
     batches = [make_rows(model, p["rows"], seed) for seed in range(steps + warmup)]
@@ -170,12 +198,11 @@ def measure(p: dict, attn: str, device: torch.device, steps: int, warmup: int) -
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     sync()
     start = time.perf_counter()
-    for b in batches[warmup:]:
-        step(model, b, attn, device, optimizer)
+    processed = sum(step(model, b, attn, device, optimizer) for b in batches[warmup:])
     sync()
     seconds = (time.perf_counter() - start) / steps
     ids = [torch.cat([r[0] for r in b.values()]) for b in batches[warmup:]]
-    tokens = ids[0].numel()
+    tokens = processed / steps
     nonpad = sum(int((i != model.vocab.pad_id).sum()) for i in ids) / steps
     name, peak = peak_flops(device)
     achieved = 6.0 * params * tokens / seconds
@@ -196,17 +223,26 @@ def measure(p: dict, attn: str, device: torch.device, steps: int, warmup: int) -
     return {"params": params, "device_name": name, "seq_len": ids[0].shape[1], **out}
 
 
-def block_mask_stats(p: dict, device: torch.device) -> dict:
-    """Share of the (128 x 128)-token attention blocks of a stage-2 batch that the block mask skips, and the
-    seconds one block mask takes to build (eager vmap and compiled)."""
+def skipped(mask) -> float:
+    """Share of the mask's 128x128 blocks that FlexAttention never visits."""
+    full = mask.full_kv_num_blocks.sum().item() if mask.full_kv_num_blocks is not None else 0
+    visited = mask.kv_num_blocks.sum().item() + full
+    return round(1 - visited / (mask.kv_num_blocks.numel() * mask.kv_num_blocks.shape[-1]), 4)
+
+
+def block_mask_stats(p: dict, device: torch.device, budgets: list[int]) -> dict:
+    """Blocks the omni block mask skips for a stage-2 batch (unpacked and packed into each budget), and
+    the seconds one unpacked block mask takes to build (eager vmap and compiled)."""
     model = build_model(p, "sdpa", torch.device("cpu"))
     parts = [(t, r[0].to(device)) for t, r in make_rows(model, p["rows"], 0).items()]
-    mask = batch_block_mask(parts, model.vocab)
-    blocks = mask.kv_num_blocks.sum().item() + (
-        mask.full_kv_num_blocks.sum().item() if mask.full_kv_num_blocks is not None else 0
-    )
-    total = mask.kv_num_blocks.numel() * mask.kv_num_blocks.shape[-1]
-    out = {"block_skipped_fraction": round(1 - blocks / total, 4)}
+    out = {"block_skipped_fraction": skipped(batch_block_mask(parts, model.vocab))}
+    ids = torch.cat([x for _, x in parts])
+    rules = [task for task, x in parts for _ in range(len(x))]
+    for budget in budgets:
+        packed = pack(ids, model.vocab.pad_id, budget)
+        out[f"block_skipped_fraction_pack{budget}"] = skipped(
+            packed_block_mask(packed, ids, rules, model.vocab)
+        )
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for compiled in (False, True):
         batch_block_mask(parts, model.vocab, compiled)
@@ -224,8 +260,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument(
         "--modes",
-        default="sdpa,flex,flex_compiled_mask",
-        help="comma-separated: sdpa, flex, flex_compiled_mask",
+        default="sdpa,flex,sdpa+pack580,flex+pack580,flex+pack1548",
+        help="comma-separated kernels sdpa / flex, each optionally +pack<budget> (sequence packing)",
     )
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
@@ -242,13 +278,19 @@ def main(argv: list[str] | None = None) -> None:
         "torch": torch.__version__,
     }
     for mode in args.modes.split(","):
-        result[mode] = measure(p, mode, device, args.steps, args.warmup)
-    if any(mode.startswith("flex") for mode in result):
-        result["block_mask"] = block_mask_stats(p, device)
+        try:
+            result[mode] = measure(p, mode, device, args.steps, args.warmup)
+        except Exception as err:  # noqa: BLE001  (one mode failing on a lent device must not lose the others)
+            result[mode] = {"error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"}
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    if any(mode.startswith("flex") for mode in args.modes.split(",")):
+        budgets = sorted({parse_mode(m)[1] for m in args.modes.split(",")} - {0})
+        result["block_mask"] = block_mask_stats(p, device, budgets)
     for mode in args.modes.split(","):
-        if mode != "sdpa" and "sdpa" in result:
-            result[f"{mode}_over_sdpa_tokens_per_s"] = round(
-                result[mode]["tokens_per_s"] / result["sdpa"]["tokens_per_s"], 3
+        if mode != "sdpa" and "tokens_per_s" in result.get("sdpa", {}) and "tokens_per_s" in result[mode]:
+            result[f"{mode}_over_sdpa_nonpad_tokens_per_s"] = round(
+                result[mode]["nonpad_tokens_per_s"] / result["sdpa"]["nonpad_tokens_per_s"], 3
             )
     print(json.dumps(result))
 

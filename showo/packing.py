@@ -33,6 +33,12 @@ class PackedRows:
     source: torch.Tensor
     unpacked_shape: tuple[int, int]
 
+    def to(self, device: torch.device) -> PackedRows:
+        move = (
+            t.to(device, non_blocking=True) for t in (self.ids, self.position_ids, self.sample, self.source)
+        )
+        return PackedRows(*move, self.unpacked_shape)
+
     @property
     def tokens(self) -> int:
         """Positions that hold a sample's token (the rest is tail padding)."""
@@ -126,9 +132,14 @@ def packed_attention_mask(
 
 
 def packed_block_mask(
-    packed: PackedRows, unpacked_ids: torch.Tensor, rules: Sequence[str], vocab: UnifiedVocab
+    packed: PackedRows,
+    unpacked_ids: torch.Tensor,
+    rules: Sequence[str],
+    vocab: UnifiedVocab,
+    compiled: bool = False,
 ) -> Any:
-    """The same rule as a FlexAttention ``BlockMask`` (fully padded blocks are skipped)."""
+    """The same rule as a FlexAttention ``BlockMask`` (blocks across samples or of padding are skipped);
+    ``compiled`` builds it through ``torch.compile``."""
     from torch.nn.attention.flex_attention import create_block_mask
 
     names, index = _rule_index(rules)
@@ -138,8 +149,9 @@ def packed_block_mask(
     def mask_mod(r: torch.Tensor, h: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         return _packed_allowed(packed, roles, names, rule_of, r, q, k)
 
+    build = torch.compile(create_block_mask) if compiled else create_block_mask
     rows, width = packed.ids.shape
-    return create_block_mask(mask_mod, B=rows, H=None, Q_LEN=width, KV_LEN=width, device=packed.ids.device)
+    return build(mask_mod, B=rows, H=None, Q_LEN=width, KV_LEN=width, device=packed.ids.device)
 
 
 def unpack(hidden: torch.Tensor, packed: PackedRows) -> torch.Tensor:
