@@ -28,6 +28,7 @@ from data_engine.manifest import BUILD_FILE, DATASET_FILES, check_build, check_u
 from data_engine.outdir import make_output_dir, metadata_lock, partition_lock
 from data_engine.prepare import Prepared, PrepareDataset, PrepareOptions, SourceFailed, UnitEnd, passthrough
 from data_engine.recaption import Captioner, make_captioner
+from data_engine.resources import announce, choose
 from data_engine.sources import Source, Unit, open_source, sanitize_name
 from data_engine.writer import (
     BackgroundWriter,
@@ -35,7 +36,7 @@ from data_engine.writer import (
     ShardJob,
     failpoint,
     finished_record,
-    record_path,
+    remove_stale_temporaries,
     remove_temporaries,
 )
 from showo.device import resolve_device
@@ -61,7 +62,7 @@ class BuildOptions:
     rank: int | None = None
     world_size: int | None = None
     batch_size: int = 32
-    workers: int = 2
+    workers: int | None = None
     dedup: str = "sha1"
     min_size: int = 32
     max_pixels: int | None = None
@@ -72,6 +73,7 @@ class BuildOptions:
     progress: bool = True
     device: str = "auto"
     threads: int | None = None
+    verify: bool = False
 
 
 # flag: (smallest, largest or None); sizes past these are typos that would exhaust memory or processes
@@ -153,6 +155,14 @@ class Builder:
         )
         self.rank, self.world_size = partition(options.rank, options.world_size)
         self.device = resolve_device(options.device)
+        self.resources, self.resources_note = choose(
+            options.workers,
+            options.threads,
+            self.device,
+            self.world_size,
+            options.world_size is not None,
+            options.batch_size,
+        )
         self.captioner: Captioner = make_captioner(
             options.recaptioner, options.caption_prompt, options.caption_max_tokens, self.device
         )
@@ -224,6 +234,7 @@ class Builder:
     def run(self) -> dict:
         """Lock the output directory, check or record the settings, encode the missing shards of this
         partition, and assemble the dataset files when every shard is there."""
+        announce(self.resources, self.resources_note, self.rank, self.world_size, self.options.progress)
         make_output_dir(self.out)
         check_unrecorded(self.out)
         with partition_lock(self.out, self.rank, self.world_size):
@@ -232,10 +243,8 @@ class Builder:
                 remove_temporaries(self.out / BUILD_FILE)
                 check_build(self.out, settings)
             mine = [u for u in self.units if u.index % self.world_size == self.rank]
-            for unit in mine:
-                remove_temporaries(self.paths[unit.index])
-                remove_temporaries(record_path(self.paths[unit.index]))
-            todo = [u for u in mine if finished_record(self.paths[u.index]) is None]
+            remove_stale_temporaries(self.out, {self.paths[u.index].name for u in mine})
+            todo = [u for u in mine if finished_record(self.paths[u.index], self.options.verify) is None]
             if todo:
                 self._encode_units(todo)
             with metadata_lock(self.out):
@@ -260,7 +269,7 @@ class Builder:
         loader = DataLoader(
             PrepareDataset(self.source, todo, prep),
             batch_size=None,
-            num_workers=min(o.workers, len(todo)),
+            num_workers=min(self.resources["workers"], len(todo)),
             collate_fn=passthrough,
         )
         known = [u.size for u in todo]
@@ -341,8 +350,14 @@ class Builder:
         present = [p for p in pixels if p is not None]
         if not present:
             return [None] * len(pixels)
+        if self.device.type == "cuda":  # the batch is assembled in pinned pages: an asynchronous DMA copy
+            shape = (sum(p.shape[0] for p in present), *present[0].shape[1:])
+            pinned = torch.empty(shape, dtype=present[0].dtype, pin_memory=True)
+            pixels_in = torch.cat(present, out=pinned).to(self.device, non_blocking=True)
+        else:
+            pixels_in = torch.cat(present)
         with torch.inference_mode():
-            flat = self.tokenizer.encode(torch.cat(present)).cpu().numpy().astype(np.uint16)
+            flat = self.tokenizer.encode(pixels_in).cpu().numpy().astype(np.uint16)
         out, offset = [], 0
         for p in pixels:
             if p is None:
@@ -401,17 +416,18 @@ class Builder:
             "sha1": {sample.key: sample.meta["sha1"] for sample in state.samples},
             "started": state.started,
             "finished": time.time(),
+            "resources": self.resources,
         }
         return ShardJob(self.paths[unit.index], state.samples, record)
 
 
 def build(options: BuildOptions) -> dict:
     """Run one partition of a build (see the module docstring); returns report.json's content when done.
-    `threads` bounds torch's CPU threads for the duration (oversubscribed cores make conv far slower)."""
+    torch's CPU threads are set to the partition's share for the duration (see `data_engine.resources`)."""
     previous = torch.get_num_threads()
-    if options.threads:
-        torch.set_num_threads(options.threads)
     try:
-        return Builder(options).run()
+        builder = Builder(options)
+        torch.set_num_threads(builder.resources["threads"])
+        return builder.run()
     finally:
         torch.set_num_threads(previous)

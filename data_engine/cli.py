@@ -48,7 +48,11 @@ def _add_build(subparsers) -> None:
     p.add_argument("--rank", type=int, help="this partition (default: $RANK from torchrun, else 0)")
     p.add_argument("--world-size", type=int, help="number of partitions (default: $WORLD_SIZE, else 1)")
     p.add_argument("--batch-size", type=int, default=32, help="images per encoder call")
-    p.add_argument("--workers", type=int, default=2, help="DataLoader workers decoding and resizing")
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="DataLoader workers decoding and resizing (default: fit the cores; workers x threads <= cores)",
+    )
     p.add_argument(
         "--dedup", default="sha1", choices=("none", "sha1", "codes"), help="drop exact duplicates per shard"
     )
@@ -65,7 +69,16 @@ def _add_build(subparsers) -> None:
     p.add_argument(
         "--device", default="auto", help="encoder device: auto (GPU when present) | cpu | cuda[:N]"
     )
-    p.add_argument("--threads", type=int, help="torch CPU threads for the encoder (default: torch's choice)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads for the encoder (default: fit the cores, see --workers)",
+    )
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="on resume, re-hash finished shards against their recorded sha256 (default: size and record)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_build)
 
@@ -97,6 +110,7 @@ def _run_build(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         device=args.device,
         threads=args.threads,
+        verify=args.verify,
     )
     print(json.dumps(build(options)))
     return 0

@@ -9,11 +9,13 @@ removes its temporary and becomes a one-line `ShowoError` naming the file and th
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import os
 import queue
+import re
 import signal
 import threading
 import uuid
@@ -70,6 +72,27 @@ def remove_temporaries(path: Path) -> None:
             stale.unlink(missing_ok=True)
 
 
+TEMPORARY_NAME = re.compile(r"(?P<stem>[^.]+)\.(?P<pid>[0-9]+)-[0-9a-f]{8}(?P<suffix>\.[A-Za-z0-9]+)\.tmp")
+
+
+def remove_stale_temporaries(out: Path, shards: set[str]) -> None:
+    """`remove_temporaries` for many shards (and their records) at once: one listing of `out` and of its
+    records folder, not one per shard (a resume over 100,000 shards would otherwise list them all
+    100,000 times)."""
+    records = {Path(name).stem + ".json" for name in shards}
+    for directory, targets in ((out, shards), (out / RECORDS_DIR, records)):
+        try:
+            names = [entry.name for entry in os.scandir(directory) if entry.name.endswith(".tmp")]
+        except FileNotFoundError:
+            continue
+        except OSError as err:
+            raise ShowoError(f"cannot list {directory}: {err.strerror or err}") from None
+        for name in names:
+            match = TEMPORARY_NAME.fullmatch(name)
+            if match and match["stem"] + match["suffix"] in targets and not _running(int(match["pid"])):
+                (directory / name).unlink(missing_ok=True)
+
+
 def _running(pid: int) -> bool:
     if pid == os.getpid():
         return False  # our own leftovers: this process is not writing them any more
@@ -110,6 +133,24 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+class _Digesting:
+    """A write-only file that hashes and counts what passes through it, so a shard's sha256 and size are
+    known when it is written, without reading it back."""
+
+    def __init__(self, handle):
+        self.handle = handle
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        return self.handle.write(data)
+
+    def flush(self) -> None:
+        self.handle.flush()
 
 
 @dataclass
@@ -153,16 +194,18 @@ def write_shard(job: ShardJob) -> dict:
     tmp = temporary(job.path)
     try:
         with open(tmp, "wb") as handle:
+            stream = _Digesting(handle)
             with wds.TarWriter(
-                handle, user="showo", group="showo", mode=0o444, mtime=0, encoder=False
+                stream, user="showo", group="showo", mode=0o444, mtime=0, encoder=False
             ) as sink:
                 for sample in job.samples:
                     sink.write(sample.members())
             handle.flush()
             os.fsync(handle.fileno())
         failpoint("shard_tmp_written")
-        digest = sha256_file(tmp)
-        size = tmp.stat().st_size
+        digest, size = stream.digest.hexdigest(), stream.size
+        if tmp.stat().st_size != size:
+            raise OSError(errno.EIO, "the file on disk is not the size that was written")
         os.replace(tmp, job.path)
     except OSError as err:
         tmp.unlink(missing_ok=True)
@@ -185,14 +228,22 @@ def write_shard(job: ShardJob) -> dict:
     return record
 
 
-def finished_record(shard: Path) -> dict | None:
-    """The record of a completely written shard, or None when the shard must be (re)built: no record, or
-    a tar whose size or sha256 does not match it (a crash or a tampered file)."""
+def finished_record(shard: Path, verify: bool = False) -> dict | None:
+    """The record of a completely written shard, or None when the shard must be (re)built: no record, a
+    record for another file, or a tar whose size does not match it (a crash, a truncated copy). The tar's
+    bytes are not read (resume time must not grow with what is already written) unless `verify`, which
+    also compares their sha256 with the one recorded when the shard was written."""
     try:
         record = json.loads(record_path(shard).read_bytes())
-        if not isinstance(record, dict) or not shard.is_file() or shard.stat().st_size != record.get("bytes"):
+        if (
+            not isinstance(record, dict)
+            or record.get("shard") != shard.name
+            or not isinstance(record.get("sha256"), str)
+            or not shard.is_file()
+            or shard.stat().st_size != record.get("bytes")
+        ):
             return None
-        return record if sha256_file(shard) == record.get("sha256") else None
+        return record if not verify or sha256_file(shard) == record["sha256"] else None
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return None
 
