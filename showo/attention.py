@@ -12,7 +12,9 @@ and the optional FlexAttention block mask:
 - ``mmu``: causal, plus every query sees the prefix up to its row's first [eoi] (``[mmu][soi] img [eoi]``
   bidirectional, task token included), as ``create_attention_mask_for_mmu`` but per row rather than with the
   first row's EOI for the whole batch; pads are hidden, so left-padded decoding prompts work too;
-- ``ar``: plain causal over everything (the autoregressive image objective), pads hidden.
+- ``causal``: plain causal over everything (the image block of the AR objective), pads hidden.
+
+Which rule a training row gets is its image objective's choice (``ImageObjective.attention``).
 
 Masks are additive floats ``[B, 1, L, L]``: 0 = attend, ``finfo(dtype).min`` = blocked (bool masks are
 silently ignored by transformers' eager attention). ``omni_block_mask`` turns the same rule into a
@@ -29,15 +31,15 @@ import torch
 from showo.errors import ShowoError
 from showo.vocab import UnifiedVocab
 
-TASKS = ("t2i", "lm", "mmu", "mixed", "ar")
+RULES = ("t2i", "lm", "mmu", "mixed", "causal")
 # Prompting tasks that share a mask rule with another.
 TASK_ALIASES = {"c2i": "t2i", "t2i_gen": "t2i", "instruct": "mmu", "mmu_gen": "mmu"}
 
 
 def _task(task: str) -> str:
     task = TASK_ALIASES.get(task, task)
-    if task not in TASKS:
-        raise ShowoError(f"unknown attention task {task!r}; expected one of {', '.join(TASKS)}")
+    if task not in RULES:
+        raise ShowoError(f"unknown attention rule {task!r}; expected one of {', '.join(RULES)}")
     return task
 
 

@@ -11,12 +11,11 @@ Per-task rule (each a token mean over that task's whole sub-batch, cross-entropy
 float32). Every task's labels are first turned into targets aligned to the logit position that predicts
 them; only those positions are kept (``gather_labelled``), so training can apply the LM head there alone:
 
-- ``t2i`` / ``c2i`` with the MTP objective: positions ``M+1 ..`` (SOI, the N image positions, EOI) with NO
-  shift; SOI and EOI carry identity targets, so a row contributes #masked + 2 targets (official).
-  ``max_text_len`` (M) is required for these tasks.
-- ``t2i`` / ``c2i`` with ``image_objective="ar"``: next-token prediction over the image block: logits at
-  ``M+1 .. L-2`` predict labels at ``M+2 .. L-1`` (the N image tokens and EOI; build the labels with
-  ``Prompter.t2i(texts, image_ids, labels=image_ids)``, see ``showo.objective``).
+- ``t2i`` / ``c2i``: the image objective places the targets (``ImageObjective.image_targets``, see
+  ``showo.objectives``): MTP at positions ``M+1 ..`` (SOI, the N image positions, EOI) with NO shift, SOI and
+  EOI carrying identity targets, so a row contributes #masked + 2 targets (official); AR one position
+  earlier (each image token and EOI predicted from the position before it). ``max_text_len`` (M) is
+  required for these tasks.
 - ``lm`` / ``mmu`` / ``instruct``: shifted next-token prediction over the row.
 - ``mixed``: labels are already aligned to the logits (``Prompter.mixed``), so no shift.
 
@@ -29,39 +28,36 @@ loss of 0. ``tokens_<task>`` is the denominator (e.g. #masked + 2 per t2i row).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from showo.errors import ShowoError
+from showo.tasks import GENERATION_TASKS, INTERLEAVED_TASKS, TASKS, TEXT_TASKS
 
 IGNORE = -100
-MTP_TASKS = ("t2i", "c2i")
-NTP_TASKS = ("lm", "mmu", "instruct")
-ALIGNED_TASKS = ("mixed",)
-TASKS = MTP_TASKS + NTP_TASKS + ALIGNED_TASKS
 OFFICIAL_COEFFS = {"t2i": 1.0, "lm": 0.1, "mmu": 1.0}
 
 
 def aligned_targets(
-    task: str, labels: torch.Tensor, max_text_len: int | None = None, image_objective: str = "mtp"
+    task: str, labels: torch.Tensor, max_text_len: int | None = None, image_objective: Any = None
 ) -> torch.Tensor:
-    """Targets placed at the logit position that predicts them (-100 elsewhere), per the module rules."""
-    out = torch.full_like(labels, IGNORE)
-    if task in MTP_TASKS:
+    """Targets placed at the logit position that predicts them (-100 elsewhere), per the module rules.
+
+    ``image_objective``: an objective, its name, or None (MTP), as ``showo.objectives.get`` takes.
+    """
+    if task in GENERATION_TASKS:
+        from showo import objectives
+
         if max_text_len is None:
             raise ShowoError(f"the {task} loss needs max_text_len (M) to find the image slice")
-        start = max_text_len + 1
-        if image_objective == "mtp":
-            out[:, start:] = labels[:, start:]
-        elif image_objective == "ar":
-            out[:, start:-1] = labels[:, start + 1 :]
-        else:
-            raise ShowoError(f"image objective must be 'mtp' or 'ar', got {image_objective!r}")
-    elif task in NTP_TASKS:
+        return objectives.get(image_objective).image_targets(labels, max_text_len)
+    out = torch.full_like(labels, IGNORE)
+    if task in TEXT_TASKS:
         out[:, :-1] = labels[:, 1:]
-    elif task in ALIGNED_TASKS:
+    elif task in INTERLEAVED_TASKS:
         out.copy_(labels)
     else:
         raise ShowoError(f"unknown loss task {task!r}; expected one of {', '.join(TASKS)}")
@@ -114,6 +110,10 @@ class Labelled:
         )
         return {task: part for (task, _), part in zip(self.tasks, parts)}
 
+    def with_head(self, head: Callable[[torch.Tensor], torch.Tensor]) -> Labelled:
+        """The same positions with ``head`` applied to their states (e.g. hidden states -> logits)."""
+        return replace(self, logits=head(self.logits)) if self.tasks else self
+
 
 def gather_labelled(
     states: torch.Tensor | Mapping[str, torch.Tensor],
@@ -122,7 +122,7 @@ def gather_labelled(
     head: Callable[[torch.Tensor], torch.Tensor] | None = None,
     *,
     max_text_len: int | None = None,
-    image_objective: str = "mtp",
+    image_objective: Any = None,
 ) -> Labelled:
     """Pick the positions with a target and apply ``head`` (the LM head) there only.
 
@@ -179,7 +179,7 @@ def showo_loss(
     coeffs: Mapping[str, float] | None = None,
     *,
     max_text_len: int | None = None,
-    image_objective: str = "mtp",
+    image_objective: Any = None,
 ) -> dict[str, torch.Tensor]:
     """Weighted sum of per-task token means from full logits; see the module docstring for batch forms."""
     picked = gather_labelled(

@@ -70,6 +70,8 @@ class ShowOConfig:
     num_image_tokens: int
     max_text_len: int
     llm: dict[str, Any] = field(default_factory=dict)
+    objective: dict[str, Any] = field(default_factory=lambda: {"image": "mtp"})
+    """The image objective and its settings (`showo.objectives`); what samples this model's images."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -79,6 +81,7 @@ class ShowOConfig:
             "num_image_tokens": self.num_image_tokens,
             "max_text_len": self.max_text_len,
             "llm": self.llm,
+            "objective": self.objective,
         }
 
     @classmethod
@@ -91,11 +94,16 @@ class ShowOConfig:
             raise ShowoError(f"{source} lacks {missing[0]!r}")
         if not isinstance(data["llm"], dict):
             raise ShowoError(f"{source}: llm must be a JSON object with the Phi config")
+        from showo import objectives
+
+        # written before objectives were recorded: MTP, the only objective then
+        recorded = data.get("objective", {"image": objectives.DEFAULT})
         return cls(
             codebook_size=_bounded_int(data, "codebook_size", 2**16, source),
             num_image_tokens=_bounded_int(data, "num_image_tokens", 2**20, source),
             max_text_len=_bounded_int(data, "max_text_len", 2**20, source),
             llm=dict(data["llm"]),
+            objective=objectives.get(recorded, f"{source} objective").to_dict(),
         )
 
 
@@ -240,27 +248,72 @@ class ShowO(nn.Module):
         return cls(llm, vocab, config, tokenizer)
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs: Any
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        image_embeds: torch.Tensor | None = None,
+        **kwargs: Any,
     ) -> torch.Tensor:
-        """Logits in the unified id layout.
+        """Logits in the unified id layout (optional `image_embeds`: see `input_embeddings`).
 
         ``attention_mask``: the 4-D additive omni-attention mask (cast to the weights' dtype), or a FlexAttention
         ``BlockMask`` when built with ``attn_implementation="flex"``.
         """
         mask = self._cast_mask(attention_mask)
-        return self.llm(input_ids=input_ids, attention_mask=mask, use_cache=False, **kwargs).logits
+        inputs = self.input_embeddings(input_ids, image_embeds)
+        return self.llm(**inputs, attention_mask=mask, use_cache=False, **kwargs).logits
 
     def hidden_states(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        image_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The final (layer-normed) hidden states; ``self.llm.lm_head`` of them gives ``forward``'s logits.
 
         Training applies the head only where a position has a target (``showo.losses.gather_labelled``).
         """
         mask = self._cast_mask(attention_mask)
-        return self.llm.get_decoder()(
-            input_ids=input_ids, attention_mask=mask, use_cache=False
-        ).last_hidden_state
+        inputs = self.input_embeddings(input_ids, image_embeds)
+        return self.llm.get_decoder()(**inputs, attention_mask=mask, use_cache=False).last_hidden_state
+
+    @property
+    def objective(self) -> Any:
+        """The image objective this model was trained with (`showo.objectives.ImageObjective`)."""
+        from showo import objectives
+
+        return objectives.get(self.config.objective, "model objective")
+
+    def head_logits(self, hidden: torch.Tensor, columns: slice = slice(None)) -> torch.Tensor:
+        """float32 logits of only the vocabulary `columns` (e.g. the image codes: 8192 of Phi-1.5's 58,498).
+
+        Equal to slicing the full logits. A ZeRO-3 partitioned head (weights gathered only inside its own
+        forward) runs whole and is sliced after.
+        """
+        lm_head = self.llm.get_output_embeddings()
+        if hasattr(lm_head.weight, "ds_id"):
+            return lm_head(hidden)[..., columns].float()
+        bias = lm_head.bias[columns] if lm_head.bias is not None else None
+        return torch.nn.functional.linear(hidden, lm_head.weight[columns], bias).float()
+
+    def input_embeddings(self, input_ids: torch.Tensor, image_embeds: torch.Tensor | None) -> dict[str, Any]:
+        """The decoder's input: the ids alone, or their embeddings with `image_embeds` at the image positions.
+
+        Image positions are those holding an image code or [MASK] (`vocab.is_image(ids) | ids == mask_id`);
+        `image_embeds` is ``[B, L, H]`` (read there only) or ``[K, H]`` for the K image positions in row-major
+        order. This is the hook of objectives that feed continuous image values rather than code ids.
+        """
+        if image_embeds is None:
+            return {"input_ids": input_ids}
+        where = self.vocab.is_image(input_ids) | (input_ids == self.vocab.mask_id)
+        embeds = self.llm.get_input_embeddings()(input_ids)
+        picked = image_embeds[where] if image_embeds.dim() == 3 else image_embeds
+        if picked.shape != (int(where.sum()), embeds.shape[-1]):
+            raise ShowoError(
+                f"image_embeds give {tuple(picked.shape)} for {int(where.sum())} image positions of width"
+                f" {embeds.shape[-1]}"
+            )
+        return {"inputs_embeds": embeds.masked_scatter(where.unsqueeze(-1), picked.to(embeds.dtype))}
 
     @property
     def uses_flex(self) -> bool:

@@ -237,16 +237,17 @@ class Prompter:
         frames_ids: Sequence[torch.Tensor] | torch.Tensor,
         captions: Sequence[Sequence[str]],
         labels: Sequence[torch.Tensor] | torch.Tensor | None = None,
-        image_objective: str = "mtp",
+        next_token_images: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Interleaved caption/frame rows (length ``mixed_len``) with ALIGNED labels (module docstring).
 
         ``frames_ids[b]`` is ``[F_b, N]`` unified ids (masked for MTP), ``captions[b]`` has ``F_b`` strings,
         ``labels[b]`` the MTP image labels (-100 where not masked); without labels no image position is an
-        MTP target. With ``image_objective="ar"`` the frames must be unmasked and become next-token targets.
+        MTP target. With ``next_token_images`` (the AR objective) the frames must be unmasked and become
+        next-token targets, and ``labels`` must be None.
         """
-        if image_objective not in ("mtp", "ar"):
-            raise ShowoError(f"image objective must be 'mtp' or 'ar', got {image_objective!r}")
+        if next_token_images and labels is not None:
+            raise ShowoError("next-token image targets take no in-place labels")
         if len(frames_ids) != len(captions):
             raise ShowoError(f"got {len(captions)} caption lists for {len(frames_ids)} frame sequences")
         v, n, m, f_max = self.vocab, self.num_image_tokens, self.max_text_len, self.max_frames
@@ -267,10 +268,8 @@ class Prompter:
             for cap, img, lab in zip(self.tokenize(caps), frames_rows, frame_labels):
                 cap = cap[:budget]
                 ids += [*cap, v.soi_id, *img, v.eoi_id]
-                is_text += [True] * (len(cap) + 1) + [image_objective == "ar"] * (n + 1)
-                mtp += (
-                    [IGNORE] * (len(cap) + 1) + (lab if image_objective == "mtp" else [IGNORE] * n) + [IGNORE]
-                )
+                is_text += [True] * (len(cap) + 1) + [next_token_images] * (n + 1)
+                mtp += [IGNORE] * (len(cap) + 1) + lab + [IGNORE]
             ids.append(v.eos_id)
             is_text.append(True)
             mtp.append(IGNORE)

@@ -1,7 +1,7 @@
 """Raw shard samples -> one task's training rows, built inside the loader workers via `showo.prompting`.
 
-Image tokens go out unmasked: the LightningModule masks them on the device (the MTP objective), so the
-rows here depend only on the data and on a per-step seed (classifier-free-guidance dropout, caption policy,
+Image tokens go out unmasked: the LightningModule has the image objective prepare them on the device
+(MTP masks them), so the rows here depend only on the data and on a per-step seed (classifier-free-guidance dropout, caption policy,
 question choice), which keeps every batch reproducible from (seed, task, rank, step).
 """
 
@@ -17,6 +17,8 @@ import torch
 from showo.data.reader import CodeSpec
 from showo.data.text import caption_for_generation
 from showo.errors import ShowoError
+from showo.objectives import ImageObjective
+from showo.objectives import get as get_objective
 from showo.prompting import Prompter
 from showo.vocab import UnifiedVocab
 
@@ -39,7 +41,11 @@ class BatchBuilder:
     strip_prefixes: bool = False
     questions: tuple[str, ...] = ("Describe the image.",)
     max_frames: int = 1
-    image_objective: str = "mtp"
+    objective: ImageObjective | str | None = None
+    """The image objective (or its name; None: MTP); it lays out the mixed rows' image labels."""
+
+    def __post_init__(self) -> None:
+        self.objective = get_objective(self.objective)
 
     @property
     def vocab(self) -> UnifiedVocab:
@@ -124,6 +130,4 @@ class BatchBuilder:
             start = rng.randrange(count - take + 1)
             frames.append(ids[start : start + take])
             captions.append([str(c) for c in caps[start : start + take]])
-        if self.image_objective == "ar":
-            return self.prompter.mixed(frames, captions, image_objective="ar")
-        return self.prompter.mixed(frames, captions, labels=frames, image_objective="mtp")
+        return self.objective.mixed_rows(self.prompter, frames, captions)

@@ -22,10 +22,10 @@ from showo.data.shards import expand_shards
 from showo.data.stream import TaskStream, raise_stream_errors
 from showo.errors import ShowoError
 from showo.prompting import Prompter
-from showo.recipe.schema import TASKS, DataConfig
+from showo.recipe.schema import DataConfig
+from showo.tasks import TASKS
 
 # Streams are ordered by the official row order [t2i | lm | mmu], then the rest.
-STREAM_ORDER: tuple[str, ...] = ("t2i", "c2i", "lm", "mmu", "instruct", "mixed")
 
 
 def shard_list(urls: list[str], key: str) -> list[list[Any]]:
@@ -78,7 +78,7 @@ class ShowoDataModule(pl.LightningDataModule):
         prompter: Prompter,
         seed: int,
         segment_steps: int,
-        image_objective: str = "mtp",
+        objective: Any = None,
         accumulate_grad_batches: int = 1,
     ) -> None:
         super().__init__()
@@ -86,7 +86,7 @@ class ShowoDataModule(pl.LightningDataModule):
         self.seed = seed
         self.segment_steps = segment_steps * accumulate_grad_batches
         self.accumulate = accumulate_grad_batches
-        self.streams = {t: data.streams[t] for t in STREAM_ORDER if data.streams.get(t) is not None}
+        self.streams = {t: data.streams[t] for t in TASKS if data.streams.get(t) is not None}
         unknown = set(k for k, v in data.streams.items() if v is not None) - set(TASKS)
         if unknown or not self.streams:
             raise ShowoError(f"data.streams needs tasks among {', '.join(TASKS)}, got {sorted(data.streams)}")
@@ -100,7 +100,7 @@ class ShowoDataModule(pl.LightningDataModule):
                 strip_prefixes=s.strip_prefixes,
                 questions=tuple(s.questions),
                 max_frames=s.max_frames,
-                image_objective=image_objective,
+                objective=objective,
             )
             for t, s in self.streams.items()
         }
@@ -119,7 +119,7 @@ class ShowoDataModule(pl.LightningDataModule):
         """The stream of one task as this rank sees it from micro-batch `start_batch` on."""
         cfg = self.streams[task]
         return TaskStream(
-            task_index=STREAM_ORDER.index(task),
+            task_index=TASKS.index(task),
             urls=self.urls[task],
             builder=self.builders[task],
             batch_size=cfg.batch_size,

@@ -63,6 +63,8 @@ def load_recipe(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Showo
     kind = _kind(layers)
     schema = _schema(kind)
     cfg = OmegaConf.structured(schema)
+    if schema is ShowoRecipe:  # the objective section is typed by the objective the chain names last
+        cfg.objective = OmegaConf.structured(_objective_type(layers, overrides))
     from_base: dict[str, str | None] = {}  # dotted key -> the base file that set it last, if one did
     for index, (source, layer) in enumerate(layers):
         is_base = index < len(layers) - 1
@@ -367,6 +369,24 @@ def _join(full_key: str, name: str) -> str:
 def _first_line(err: Exception) -> str:
     text = getattr(err, "msg", None) or str(err)
     return text.strip().splitlines()[0] if text.strip() else type(err).__name__
+
+
+def _objective_type(layers: list[tuple[str, dict]], overrides: Sequence[str]) -> type:
+    """The structured class of the objective named last by the chain and the overrides (default mtp)."""
+    from showo import objectives
+
+    named = [(source, layer) for source, layer in layers] + [
+        (f"override {o!r}", _parse_override(o)) for o in overrides
+    ]
+    name, where = objectives.DEFAULT, None
+    for source, layer in named:
+        section = layer.get("objective") if isinstance(layer, dict) else None
+        if isinstance(section, dict) and "image" in section:
+            name, where = section["image"], source
+    try:
+        return objectives.config_type(name)
+    except ShowoError as err:
+        raise ShowoError(f"{where}: {err}") from None
 
 
 def _check_streams(recipe: ShowoRecipe, path: str | os.PathLike) -> None:

@@ -16,10 +16,8 @@ from typing import Any, Literal
 from omegaconf import MISSING
 
 from showo.errors import ShowoError
-
-TASKS: tuple[str, ...] = ("t2i", "c2i", "mmu", "lm", "instruct", "mixed")
-"""Stream names: text-to-image, class-conditional t2i, captioning, language modelling, LLaVA-style
-instruction conversations, mixed-modality (interleaved keyframes and captions)."""
+from showo.objectives.base import ObjectiveConfig
+from showo.tasks import TASKS
 
 DEFAULT_CAPTION_QUESTIONS: tuple[str, ...] = (
     "Describe the image.",
@@ -166,22 +164,10 @@ class DataConfig:
             raise ShowoError(f"{key}.streams must define at least one task stream ({', '.join(TASKS)})")
 
 
-@dataclass
-class ObjectiveConfig:
-    """How image tokens are learned."""
+def _default_objective() -> ObjectiveConfig:
+    from showo import objectives
 
-    image: Literal["mtp", "ar"] = "mtp"
-    """mtp: MaskGIT masked-token prediction (Show-o); ar: causal next-token prediction over image codes."""
-    mask_schedule: Literal["cosine", "linear", "pow2", "pow3", "sigmoid"] = "cosine"
-    """Mask-ratio schedule r(t) for mtp training (official: cosine)."""
-    min_mask_rate: float = 0.0
-    """Lower bound on the sampled mask ratio (official 0.0)."""
-    cond_dropout_prob: float = 0.1
-    """Probability of replacing a t2i prompt by the null prompt, for classifier-free guidance."""
-
-    def check(self, key: str) -> None:
-        _fraction(f"{key}.min_mask_rate", self.min_mask_rate, upper_open=True)
-        _fraction(f"{key}.cond_dropout_prob", self.cond_dropout_prob)
+    return objectives.config_type(objectives.DEFAULT)()
 
 
 @dataclass
@@ -335,7 +321,8 @@ class ShowoRecipe:
     run: RunConfig = field(default_factory=RunConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    objective: ObjectiveConfig = field(default_factory=lambda: _default_objective())
+    """The image objective's section, typed per objective (`showo.objectives`: mtp, ar)."""
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 

@@ -1,4 +1,4 @@
-"""Autoregressive image sampling for models trained with the AR image objective (`objective.image: ar`).
+"""Autoregressive image sampling for models trained with the AR image objective (`showo.objectives.ar`).
 
 The t2i layout `P.. [t2i][bos] text [eos] [soi] img [eoi]` under a plain causal mask: the logits at
 position p predict the image token at p+1, so the prompt through [soi] is prefilled once and the N codes
@@ -16,8 +16,8 @@ from tqdm.auto import tqdm
 
 from showo.attention import omni_attention_mask
 from showo.errors import ShowoError
-from showo.sampling.guidance import cfg_logits
-from showo.sampling.kv import last_logits, model_dtype, new_cache
+from showo.sampling.guidance import guided, guided_rows
+from showo.sampling.kv import TokenStep, model_dtype
 from showo.sampling.next_token import check_sampling, next_token
 
 
@@ -42,35 +42,28 @@ def generate(
     device = next(model.parameters()).device
     batch, num_tokens = len(prompts), prompter.num_image_tokens
     masked = torch.full((batch, num_tokens), vocab.mask_id, dtype=torch.long)
-    ids = prompter.t2i_gen(list(prompts), masked)
-    if guidance > 0:
-        ids = torch.cat([ids, prompter.t2i_gen([""] * batch, masked)])
+    ids = guided_rows(prompter, prompts, masked, guidance)
     ids = ids[:, : ids.shape[1] - num_tokens - 1].to(device)  # the prompt through [soi]
     rows, dtype = ids.shape[0], model_dtype(model)
-    visible = ids != vocab.pad_id
-    blocked = torch.finfo(dtype).min
-    cache = new_cache(model) if use_cache else None
-    if cache is not None:
+    step = None
+    if use_cache:
         positions = torch.arange(ids.shape[1], device=device).unsqueeze(0).expand(rows, -1)
-        logits = last_logits(model, ids, omni_attention_mask(ids, vocab, "ar", dtype), positions, cache)
+        mask = omni_attention_mask(ids, vocab, "causal", dtype)
+        step = TokenStep(model, ids, mask, positions, vocab.pad_id)
+        logits = step.first
 
     offset, size = vocab.image_offset, vocab.codebook_size
     codes = []
     for index in tqdm(range(num_tokens), desc="ar", disable=not progress, leave=False):
-        if cache is None:
-            logits = model(ids, omni_attention_mask(ids, vocab, "ar", dtype))[:, -1].float()
-        image_logits = logits[:, offset : offset + size]
-        if guidance > 0:
-            image_logits = cfg_logits(image_logits[:batch], image_logits[batch:], guidance)
+        if step is None:
+            logits = model(ids, omni_attention_mask(ids, vocab, "causal", dtype))[:, -1].float()
+        image_logits = guided(logits[:, offset : offset + size], batch, guidance)
         code = next_token(image_logits, temperature, top_k, top_p, generator)
         codes.append(code)
         if index == num_tokens - 1:
             break
         token = (code + offset).repeat(rows // batch).unsqueeze(1)
-        position = torch.full_like(token, ids.shape[1])
         ids = torch.cat([ids, token], dim=1)
-        visible = torch.cat([visible, torch.ones_like(token, dtype=torch.bool)], dim=1)
-        if cache is not None:
-            row = torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill(~visible, blocked)
-            logits = last_logits(model, token, row[:, None, None, :], position, cache)
+        if step is not None:
+            logits = step(token)
     return torch.stack(codes, dim=1)

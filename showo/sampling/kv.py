@@ -1,4 +1,5 @@
-"""Key/value caching on the wrapped Phi: a frozen prefix for MaskGIT, a growing cache for token decoding.
+"""Key/value caching on the wrapped Phi: a frozen prefix for MaskGIT, a growing cache for token decoding
+(`TokenStep`, the one cached one-token step of every token-by-token sampler).
 
 Both run `model.llm`'s decoder directly with 4-D additive masks whose rows are the queries passed and whose
 columns are every cached key plus the new ones, and explicit position ids (transformers 5 builds no
@@ -11,7 +12,6 @@ import functools
 import inspect
 
 import torch
-import torch.nn.functional as F
 from transformers import DynamicCache
 
 
@@ -47,19 +47,6 @@ def hidden_step(
     return out.last_hidden_state
 
 
-def head(model: torch.nn.Module, hidden: torch.Tensor, columns: slice) -> torch.Tensor:
-    """float32 logits of only the vocabulary `columns` (e.g. the image codes: 8192 of Phi-1.5's 58,498).
-
-    Equal to slicing the full logits. A ZeRO-3 partitioned head (weights gathered only inside its own
-    forward) runs whole and is sliced after.
-    """
-    lm_head = model.llm.get_output_embeddings()
-    if hasattr(lm_head.weight, "ds_id"):
-        return lm_head(hidden)[..., columns].float()
-    bias = lm_head.bias[columns] if lm_head.bias is not None else None
-    return F.linear(hidden, lm_head.weight[columns], bias).float()
-
-
 def last_logits(
     model: torch.nn.Module,
     ids: torch.Tensor,
@@ -71,7 +58,7 @@ def last_logits(
 
     (A prefill never materialises [R,q,V] logits: 0.7 GB in fp32 for 8 rows of 387 at Phi-1.5's 58,498.)
     """
-    return head(model, hidden_step(model, ids, mask, positions, cache)[:, -1], slice(None))
+    return model.head_logits(hidden_step(model, ids, mask, positions, cache)[:, -1])
 
 
 def new_cache(model: torch.nn.Module) -> DynamicCache:
@@ -104,3 +91,44 @@ class FrozenPrefix:
         hidden = hidden_step(self.model, ids, mask, positions, self.cache)
         self.cache.crop(-ids.shape[1])
         return hidden
+
+
+class TokenStep:
+    """A growing cache over left-padded rows: prefill once, then one new token per row per call.
+
+    Each new query sees every non-pad key of its row and every token added after the prefill; its position
+    is one past the row's last. `columns` picks the logits returned (e.g. text ids only, image codes only).
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        positions: torch.Tensor,
+        pad_id: int,
+        columns: slice = slice(None),
+    ) -> None:
+        self.model, self.dtype, self.columns = model, mask.dtype, columns
+        self.cache = new_cache(model)
+        self.visible = ids != pad_id
+        self.next_position = positions[:, -1:] + 1
+        self.first = self._logits(ids, mask, positions)
+
+    def _logits(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        hidden = hidden_step(self.model, ids, mask, positions, self.cache)[:, -1]
+        return self.model.head_logits(hidden, self.columns)
+
+    def extend(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Append a block `ids` [R,q] under `mask` [R,1,q,cached+q] (e.g. a finished image); last logits."""
+        positions = self.next_position + torch.arange(ids.shape[1], device=ids.device)
+        self.visible = torch.cat([self.visible, torch.ones_like(ids, dtype=torch.bool)], dim=1)
+        self.next_position = positions[:, -1:] + 1
+        return self._logits(ids, mask, positions)
+
+    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits after appending `tokens` [R,1]."""
+        visible = torch.cat([self.visible, torch.ones_like(tokens, dtype=torch.bool)], dim=1)
+        row = torch.zeros(visible.shape, dtype=self.dtype, device=tokens.device)
+        row = row.masked_fill(~visible, torch.finfo(self.dtype).min)[:, None, None, :]
+        return self.extend(tokens, row)

@@ -16,8 +16,8 @@ from tqdm.auto import tqdm
 
 from showo.attention import omni_attention_mask
 from showo.errors import ShowoError
-from showo.sampling.guidance import cfg_logits
-from showo.sampling.kv import FrozenPrefix, head, model_dtype
+from showo.sampling.guidance import guided, guided_rows
+from showo.sampling.kv import FrozenPrefix, model_dtype
 from showo.sampling.remask import Draw, check_draw, draw_codes, mask_by_random_topk
 from showo.sampling.schedules import TEMPERATURE_SCHEDULES, choice_temperature, mask_len
 
@@ -33,6 +33,32 @@ def check_settings(steps: int, guidance: float, temperature_schedule: str, draw:
             f"unknown temperature schedule {temperature_schedule!r} (expected one of {TEMPERATURE_SCHEDULES})"
         )
     check_draw(draw)
+
+
+def grid_logits(
+    model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor, soi: int, prefix: FrozenPrefix | None
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The `image_logits` closure of `decode_grid` for the image block opening at column `soi` of `ids`.
+
+    `ids` [R,L] holds `[soi] N image ids [eoi]` from `soi` on (written in place each step, repeated over the
+    guidance rows); `mask` [R,1,L,L]. Everything before `soi` never attends to the image, so with `prefix`
+    (the frozen KV cache of `ids[:, :soi]`) a step runs only the N+2 image positions; without, all of `ids`.
+    """
+    num_tokens = model.config.num_image_tokens
+    img, codes = slice(soi + 1, soi + 1 + num_tokens), model.vocab.image_slice
+    positions = (
+        torch.arange(soi, soi + num_tokens + 2, device=ids.device).unsqueeze(0).expand(ids.shape[0], -1)
+    )
+    end = soi + num_tokens + 2
+
+    def image_logits(current: torch.Tensor, select: torch.Tensor) -> torch.Tensor:
+        ids[:, img] = current.repeat(ids.shape[0] // current.shape[0], 1)
+        if prefix is not None:
+            hidden = prefix(ids[:, soi:end], mask[:, :, soi:end, :end], positions)[:, 1 : 1 + num_tokens]
+            return model.head_logits(hidden[select], codes)
+        return model(ids, mask)[:, img, codes][select]
+
+    return image_logits
 
 
 def decode_grid(
@@ -66,9 +92,7 @@ def decode_grid(
         if not unknown.any():
             break
         logits = image_logits(current, unknown.repeat(2 if guidance > 0 else 1, 1)).float()
-        if guidance > 0:
-            cond, uncond = logits.chunk(2)
-            logits = cfg_logits(cond, uncond, guidance)
+        logits = guided(logits, logits.shape[0] // 2, guidance)
         probs = torch.softmax(logits, dim=-1)
         drawn = draw_codes(probs, unknown, generator, draw)
         sampled = (current - offset).masked_scatter(unknown, drawn)
@@ -117,23 +141,11 @@ def generate(
         raise ShowoError(f"image_ids must have shape ({batch}, {num_tokens}), got {tuple(image_ids.shape)}")
     image_ids = image_ids.to(device)
 
-    ids = prompter.t2i_gen(list(prompts), image_ids).to(device)
-    if guidance > 0:
-        ids = torch.cat([ids, prompter.t2i_gen([""] * batch, image_ids).to(device)])
+    ids = guided_rows(prompter, prompts, image_ids, guidance).to(device)
     mask = omni_attention_mask(ids, vocab, "t2i", dtype=model_dtype(model))
     soi = ids.shape[1] - num_tokens - 2  # the text prefix [0, soi) never attends to the image
-    img = slice(soi + 1, soi + 1 + num_tokens)
     prefix = FrozenPrefix.prefill(model, ids, mask, soi) if use_cache else None
-    codes = vocab.image_slice  # sampling only ever needs the code columns (mask column excluded)
-    suffix_positions = torch.arange(soi, ids.shape[1], device=device).unsqueeze(0).expand(ids.shape[0], -1)
-
-    def image_logits(current: torch.Tensor, select: torch.Tensor) -> torch.Tensor:
-        ids[:, img] = current.repeat(ids.shape[0] // batch, 1)
-        if prefix is not None:
-            hidden = prefix(ids[:, soi:], mask[:, :, soi:], suffix_positions)[:, 1 : 1 + num_tokens]
-            return head(model, hidden[select], codes)
-        return model(ids, mask)[:, img, codes][select]
-
+    image_logits = grid_logits(model, ids, mask, soi, prefix)
     return decode_grid(
         image_logits,
         image_ids,

@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from showo.attention import omni_attention_mask
-from showo.sampling.kv import head, hidden_step, model_dtype, new_cache
+from showo.sampling.kv import TokenStep, model_dtype
 from showo.sampling.next_token import check_sampling, next_token
 
 
@@ -27,40 +27,10 @@ def _positions(ids: torch.Tensor, pad_id: int) -> torch.Tensor:
     return ((ids != pad_id).long().cumsum(dim=1) - 1).clamp_min(0)
 
 
-def _blocked(dtype: torch.dtype) -> float:
-    return torch.finfo(dtype).min
-
-
 def trim_left_padding(ids: torch.Tensor, pad_id: int) -> torch.Tensor:
     """Drop the leading columns that are [PAD] in every row of a left-padded batch."""
     real = (ids != pad_id).any(dim=0)
     return ids[:, int(real.long().argmax()) :] if real.any() else ids
-
-
-class _Cached:
-    """Prefill, then one query per call attending to the row's non-pad keys and every generated token.
-
-    Each call returns float32 logits [B, text_size] of the last position: the head's text columns only.
-    """
-
-    def __init__(self, model, ids, mask, positions, pad_id):
-        self.model, self.dtype = model, mask.dtype
-        self.text = slice(0, model.vocab.text_size)
-        self.cache = new_cache(model)
-        self.visible = ids != pad_id
-        self.next_position = positions[:, -1:] + 1
-        self.first = self._logits(ids, mask, positions)
-
-    def _logits(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        return head(self.model, hidden_step(self.model, ids, mask, positions, self.cache)[:, -1], self.text)
-
-    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
-        self.visible = torch.cat([self.visible, torch.ones_like(tokens, dtype=torch.bool)], dim=1)
-        row = torch.zeros(self.visible.shape, dtype=self.dtype, device=tokens.device)
-        row = row.masked_fill(~self.visible, _blocked(self.dtype))[:, None, None, :]
-        logits = self._logits(tokens, row, self.next_position)
-        self.next_position = self.next_position + 1
-        return logits
 
 
 class _Recompute:
@@ -109,7 +79,8 @@ def decode_ids(
     ids = trim_left_padding(prompter.mmu_gen(image_ids, list(questions), template), vocab.pad_id).to(device)
     if use_cache:
         mask = omni_attention_mask(ids, vocab, "mmu", dtype=model_dtype(model))
-        step = _Cached(model, ids, mask, _positions(ids, vocab.pad_id), vocab.pad_id)
+        text = slice(0, vocab.text_size)  # only text ids can be chosen: the head's text columns alone
+        step = TokenStep(model, ids, mask, _positions(ids, vocab.pad_id), vocab.pad_id, text)
     else:
         step = _Recompute(model, ids, vocab.pad_id)
     logits = step.first

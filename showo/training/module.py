@@ -1,9 +1,10 @@
-"""The LightningModule: image-token masking, the omni-attention forward and the weighted Show-o losses.
+"""The LightningModule: the image objective's row preparation, the omni-attention forward, the weighted losses.
 
-Rows arrive prompted from the loader workers (`showo.data`); here image tokens are masked on the device
-for the MTP objective, rows of equal length are concatenated into one forward pass (official layout
+Rows arrive prompted from the loader workers (`showo.data`); here the recipe's image objective
+(`showo.objectives`) prepares them on the device (MTP masks the image tokens, AR keeps them) and names the
+attention rule of each task, rows of equal length are concatenated into one forward pass (official layout
 [t2i | lm | mmu | ...]), the LM head is applied only where a position has a target, and
-`showo.losses.labelled_loss` weighs the per-task token means by the recipe's `loss_coeff`. Every random
+the objective's loss weighs the per-task means by the recipe's `loss_coeff`. Every random
 draw is seeded from (seed, rank, micro-batch index), so a resumed run reproduces the uninterrupted one
 step for step.
 """
@@ -19,12 +20,11 @@ from lightning.pytorch.utilities import grad_norm
 from omegaconf import OmegaConf
 from webdataset.utils import make_seed
 
+from showo import objectives
 from showo.attention import batch_attention_mask, batch_block_mask
 from showo.errors import ShowoError
-from showo.losses import Labelled, gather_labelled, labelled_loss
-from showo.masking import mask_image_tokens
+from showo.losses import Labelled, gather_labelled
 from showo.model import ShowO
-from showo.objective import IMAGE_TASKS, attention_task
 from showo.recipe.schema import ShowoRecipe
 from showo.training.optim import build_optimizer
 from showo.vocab import UnifiedVocab
@@ -51,7 +51,9 @@ class ShowoModule(pl.LightningModule):
         self.model = model.train()  # from_pretrained leaves modules in eval mode
         self.recipe = recipe
         self.coeffs = {t: s.loss_coeff for t, s in recipe.data.streams.items() if s is not None}
-        self.objective = recipe.objective
+        self.objective = objectives.get(recipe.objective)
+        self.model.config.objective = self.objective.to_dict()  # saved with every checkpoint and export
+        self.metrics: dict[str, torch.Tensor] = {}
         self.save_hyperparameters({"recipe": OmegaConf.to_container(OmegaConf.structured(recipe))})
         self._grad_norm: torch.Tensor | None = None
         if recipe.model.compile:
@@ -62,18 +64,10 @@ class ShowoModule(pl.LightningModule):
         return self.model.vocab
 
     def mask_images(self, task: str, ids: torch.Tensor, labels: torch.Tensor, generator: torch.Generator):
-        """MTP: mask every image of the rows (t2i/c2i: one, mixed: one per frame), labels only where masked."""
-        if self.objective.image != "mtp" or task not in IMAGE_TASKS:
-            return ids, labels
-        where = self.vocab.is_image(ids)
-        frames = ids[where].view(-1, self.model.config.num_image_tokens)
-        masked, frame_labels = mask_image_tokens(
-            frames, self.vocab.mask_id, self.objective.mask_schedule, generator, self.objective.min_mask_rate
+        """The objective's device-side preparation of one task's rows (MTP: mask every image on its own)."""
+        return self.objective.prepare(
+            task, ids, labels, generator, self.model.config.num_image_tokens, self.vocab
         )
-        ids, labels = ids.clone(), labels.clone()
-        ids[where] = masked.flatten()
-        labels[where] = frame_labels.flatten()
-        return ids, labels
 
     def generator(self, micro_batch: int) -> torch.Generator:
         seed = make_seed(self.recipe.run.seed, self.global_rank, micro_batch, 2)
@@ -87,7 +81,7 @@ class ShowoModule(pl.LightningModule):
             by_length.setdefault(ids.shape[1], []).append(task)
         for tasks in by_length.values():
             ids = torch.cat([rows[t][0] for t in tasks])
-            parts = [(attention_task(t, self.objective.image), rows[t][0]) for t in tasks]
+            parts = [(self.objective.attention(t), rows[t][0]) for t in tasks]
             if self.model.uses_flex:
                 mask = batch_block_mask(parts, self.vocab)
             else:
@@ -97,16 +91,19 @@ class ShowoModule(pl.LightningModule):
         return hidden
 
     def losses(self, rows: Mapping[str, tuple[torch.Tensor, torch.Tensor]]) -> tuple[dict, Labelled]:
-        """The weighted Show-o loss (the LM head applied only at labelled positions) and what it scored."""
+        """The weighted loss of the objective from the hidden states at labelled positions, and what it scored.
+
+        The objective's metrics (e.g. image-token accuracy) are kept in `self.metrics` for logging.
+        """
         labelled = gather_labelled(
             self.task_hidden(rows),
             {t: lab for t, (_, lab) in rows.items()},
             None,
-            self.model.llm.lm_head,
             max_text_len=self.model.config.max_text_len,
-            image_objective=self.objective.image,
+            image_objective=self.objective,
         )
-        return labelled_loss(labelled, self.coeffs), labelled
+        out, self.metrics = self.objective.loss(labelled, self.model, self.coeffs)
+        return out, labelled
 
     def training_step(self, batch: Mapping[str, Mapping[str, Any]], batch_idx: int) -> torch.Tensor:
         micro = int(next(iter(batch.values()))["step"])
@@ -114,7 +111,7 @@ class ShowoModule(pl.LightningModule):
         rows = {t: self.mask_images(t, b["input_ids"], b["labels"], generator) for t, b in batch.items()}
         out, labelled = self.losses(rows)
         metrics = {k: v for k, v in out.items() if k.startswith("loss_")}
-        metrics.update(self.image_accuracy(labelled))
+        metrics.update(self.metrics)
         self.log_dict({f"train/{k}": v.detach() for k, v in metrics.items()}, on_step=True, prog_bar=False)
         self.log("train/loss", out["loss"].detach(), on_step=True, prog_bar=True)
         scheduler = self.lr_schedulers()
@@ -123,13 +120,8 @@ class ShowoModule(pl.LightningModule):
         return out["loss"]
 
     def image_accuracy(self, labelled: Labelled) -> dict:
-        """Accuracy on the image-token targets (masked under MTP) of each image task."""
-        acc = {}
-        for task, (logits, targets) in labelled.by_task().items():
-            image = self.vocab.is_image(targets)
-            if task in IMAGE_TASKS and image.any():
-                acc[f"acc_{task}"] = (logits[image].detach().argmax(-1) == targets[image]).float().mean()
-        return acc
+        """The objective's metrics of the last `losses` call (accuracy on the image-token targets)."""
+        return dict(self.metrics)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         if not hasattr(self.trainer.strategy, "deepspeed_engine"):
@@ -159,6 +151,12 @@ class ShowoModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         meta = checkpoint.get(METADATA_KEY)
+        recorded = meta.get("model_config", {}).get("objective") if isinstance(meta, dict) else None
+        if isinstance(recorded, dict) and recorded.get("image") != self.objective.name:
+            raise ShowoError(
+                f"the checkpoint was trained with the {recorded.get('image')!r} objective, the recipe names"
+                f" {self.objective.name!r} (start a new run to change objectives)"
+            )
         if meta is not None and UnifiedVocab.from_dict(meta["vocab"]) != self.vocab:
             raise ShowoError(
                 "the checkpoint's vocabulary differs from the recipe's (text tokenizer or codebook_size)"

@@ -54,7 +54,7 @@ def fit(recipe: ShowoRecipe) -> Path:
         model.prompter(recipe.objective.cond_dropout_prob, max_frames),
         recipe.run.seed,
         segment_steps=recipe.trainer.checkpoint_every,
-        image_objective=recipe.objective.image,
+        objective=recipe.objective,
         accumulate_grad_batches=recipe.optim.accumulate_grad_batches,
     )
     module = ShowoModule(model, recipe)

@@ -167,7 +167,7 @@ def test_against_official_rules(phi_layout_tokenizer):
     assert torch.equal(allowed(omni_attention_mask(ins, vocab, "instruct"))[:, 0], official_mmu(ins, vocab))
     # The AR objective: plain causal, pads hidden; t2i under the block rule is the official mask too.
     assert torch.equal(
-        allowed(omni_attention_mask(t2i, vocab, "ar"))[:, 0], naive_block_rule(t2i, vocab, False)
+        allowed(omni_attention_mask(t2i, vocab, "causal"))[:, 0], naive_block_rule(t2i, vocab, False)
     )
     assert torch.equal(
         allowed(omni_attention_mask(t2i, vocab, "mixed"))[:, 0], naive_block_rule(t2i, vocab, True)
@@ -198,7 +198,7 @@ def test_mixed_and_left_padded_decoding(phi_layout_tokenizer):
             assert all(g[b, i, j] == 0 for j in range(max(i, eoi) + 1, len(row)))
 
 
-@pytest.mark.parametrize("task", ["t2i", "lm", "mmu", "mixed", "ar"])
+@pytest.mark.parametrize("task", ["t2i", "lm", "mmu", "mixed", "causal"])
 def test_no_row_fully_masked(setup, task):
     vocab, pr = setup
     gen = torch.Generator().manual_seed(2)
@@ -233,7 +233,7 @@ def test_flex_block_mask_matches_dense(phi_layout_tokenizer):
         "t2i": pr.t2i_gen(["1 2 3", ""], img),
         "mmu": pr.mmu(img, ["4 5", "6"])[0],
         "mixed": pr.mixed([img[:1], img[1:]], [["1 2"], ["3"]])[0],
-        "ar": pr.lm(["1 2 3", "4"])[0],
+        "causal": pr.lm(["1 2 3", "4"])[0],
     }
     q, k, v = (torch.randn(2, 2, 163, 8, generator=gen) for _ in range(3))
     with warnings.catch_warnings():

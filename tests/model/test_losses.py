@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from showo import objectives
 from showo.errors import ShowoError
 from showo.losses import gather_labelled, labelled_loss, showo_loss
 from showo.masking import mask_image_tokens
-from showo.objective import attention_task, t2i_batch
 from showo.prompting import Prompter
 from showo.vocab import UnifiedVocab
 
@@ -91,7 +91,7 @@ def test_empty_task_contributes_nothing(batch):
 def test_ar_objective(batch):
     vocab, pr, _, _, _, _, logits = batch
     img = vocab.codes_to_ids(torch.randint(0, 64, (3, N), generator=torch.Generator().manual_seed(1)))
-    ids, labels = t2i_batch(pr, ["7", "8", "9"], img, objective="ar")
+    ids, labels = objectives.get("ar").t2i_rows(pr, ["7", "8", "9"], img)
     assert torch.equal(ids[:, M + 2 : -1], img)  # unmasked
     out = showo_loss(logits[:3], labels, {"t2i": 3}, max_text_len=M, image_objective="ar")
     # Next-token over the image block: SOI predicts img_1, ..., img_N predicts EOI.
@@ -101,11 +101,10 @@ def test_ar_objective(batch):
         torch.cat([img, torch.full((3, 1), vocab.eoi_id)], 1).reshape(-1),
     )
     assert torch.allclose(out["loss_t2i"], ref) and out["tokens_t2i"].item() == 3 * (N + 1)
-    assert attention_task("t2i", "ar") == "ar" and attention_task("mmu", "ar") == "mmu"
-    assert attention_task("t2i", "mtp") == "t2i"
-    mids, mlabels = t2i_batch(
-        pr, ["7", "8", "9"], img, objective="mtp", generator=torch.Generator().manual_seed(2)
-    )
+    ar, mtp = objectives.get("ar"), objectives.get("mtp")
+    assert ar.attention("t2i") == "causal" and ar.attention("mmu") == "mmu"
+    assert mtp.attention("t2i") == "t2i"
+    mids, mlabels = mtp.t2i_rows(pr, ["7", "8", "9"], img, generator=torch.Generator().manual_seed(2))
     assert bool((mids[:, M + 2 : -1] == vocab.mask_id).any(-1).all())
 
 

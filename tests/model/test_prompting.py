@@ -152,7 +152,7 @@ def test_mixed(phi_layout_tokenizer):
         [X, 1, 2, SOI, X, a, X, 4, SOI, X, X, d, EOS, X, X],
         [X, 7, SOI, X, X, b, EOS] + [X] * 8,
     ]
-    _, lab_ar = pr.mixed(frames, caps, image_objective="ar")
+    _, lab_ar = pr.mixed(frames, caps, next_token_images=True)
     assert lab_ar.tolist() == [
         [X, 1, 2, SOI, a, b, EOI, 4, SOI, c, d, EOI, EOS, X, X],
         [X, 7, SOI, a, b, EOI, EOS] + [X] * 8,

@@ -35,5 +35,5 @@ def test_first_token_is_greedy_over_guided_logits_at_soi(small_showo):
     logits = []
     for texts in (PROMPTS, ["", ""]):
         ids = prompter.t2i_gen(texts, masked)[:, : -(n + 1)]  # through [soi]
-        logits.append(model(ids, omni_attention_mask(ids, vocab, "ar"))[:, -1, vocab.image_slice])
+        logits.append(model(ids, omni_attention_mask(ids, vocab, "causal"))[:, -1, vocab.image_slice])
     assert torch.equal(codes[:, 0], ((1 + w) * logits[0] - w * logits[1]).argmax(-1))

@@ -6,7 +6,7 @@ import torch
 
 from showo.attention import omni_attention_mask
 from showo.sampling import maskgit
-from showo.sampling.kv import FrozenPrefix, head
+from showo.sampling.kv import FrozenPrefix
 from showo.sampling.remask import sample_codes
 from showo.sampling.schedules import remaining_counts
 
@@ -43,7 +43,7 @@ def test_prefix_cache_logits_equal_recompute(tiny_showo):
     prefix = FrozenPrefix.prefill(model, ids, mask, soi)
     positions = torch.arange(soi, ids.shape[1]).expand(4, -1)
     for _ in range(2):  # a second call must see the same prefix (the cache was cropped back)
-        cached = head(model, prefix(ids[:, soi:], mask[:, :, soi:], positions), slice(None))
+        cached = model.head_logits(prefix(ids[:, soi:], mask[:, :, soi:], positions))
         assert torch.allclose(cached, full[:, soi:], atol=1e-4, rtol=1e-4)
     assert prefix.cache.get_seq_length() == soi
 

@@ -84,7 +84,7 @@ def fixed_batch(module: ShowoModule, objective: str) -> dict:
     samples = fixed_samples()
     batch = {}
     for index, task in enumerate(("t2i", "c2i", "lm", "mmu", "instruct", "mixed")):
-        builder = BatchBuilder(task=task, prompter=prompter, max_frames=2, image_objective=objective)
+        builder = BatchBuilder(task=task, prompter=prompter, max_frames=2, objective=objective)
         rows = samples
         if task != "mixed":
             rows = [{**s, "codes.npy": s["codes.npy"][0]} for s in samples]
