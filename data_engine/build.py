@@ -177,7 +177,12 @@ class Builder:
                 f"--name {self.name!r} may hold only letters, digits, '_' and '-' (it names files)"
             )
         self.out = Path(options.out)
-        self.units = self.source.units(options.shard_size, options.limit)
+        self.units: list[Unit] = []
+        self.paths: list[Path] = []
+
+    def _plan_units(self) -> None:
+        """Cut the (listed) source into units; the shard paths follow."""
+        self.units = self.source.units(self.options.shard_size, self.options.limit)
         if not self.units:
             raise ShowoError(f"source {self.source.spec} holds no inputs")
         self.paths = [self.out / f"{self.name}-{u.index:06d}.tar" for u in self.units]
@@ -238,6 +243,9 @@ class Builder:
         make_output_dir(self.out)
         check_unrecorded(self.out)
         with partition_lock(self.out, self.rank, self.world_size):
+            with metadata_lock(self.out):  # the first partition lists a directory source, the others reuse it
+                self.source.attach(self.out, relist=self.options.verify)
+            self._plan_units()
             settings = self.settings()
             with metadata_lock(self.out):
                 remove_temporaries(self.out / BUILD_FILE)

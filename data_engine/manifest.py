@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from data_engine.listing import is_index_file
 from data_engine.outdir import is_lock_file
 from data_engine.writer import atomic_write, dumps_json, record_path, temporary, write_error
 from showo.errors import ShowoError
@@ -60,8 +61,8 @@ def check_build(out: Path, settings: dict) -> None:
 
 def check_unrecorded(out: Path) -> None:
     """Refuse a directory that holds files but no build.json (called again before taking the lock, so a
-    refused directory is left exactly as it was). Lock files and a build.json being written by a
-    partition that started first do not count."""
+    refused directory is left exactly as it was). Lock files, source listings and a build.json being
+    written by a partition that started first do not count."""
     try:
         names = {p.name for p in out.iterdir()}
     except OSError as err:
@@ -69,7 +70,9 @@ def check_unrecorded(out: Path) -> None:
     if BUILD_FILE in names:
         return
     build_temporary = re.compile(rf"{re.escape(Path(BUILD_FILE).stem)}\.[0-9]+-[0-9a-f]+\.json\.tmp")
-    others = sorted(n for n in names if not is_lock_file(n) and not build_temporary.fullmatch(n))
+    others = sorted(
+        n for n in names if not is_lock_file(n) and not is_index_file(n) and not build_temporary.fullmatch(n)
+    )
     if others:
         shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
         raise ShowoError(

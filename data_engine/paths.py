@@ -103,52 +103,6 @@ def _classify_link(root: Path, path: Path) -> tuple[str | None, str, os.stat_res
     return None, "", info
 
 
-def walk(
-    root: Path, wanted: frozenset[str], companions: frozenset[str] = frozenset(), under: str = ""
-) -> list[Entry]:
-    """Every entry under the real directory `root` (or its subfolder `under`), sorted by path relative to
-    `root`: files with a `wanted` extension to read, and every entry that is neither wanted nor a
-    companion (a caption next to an image) with the reason it is skipped. Companions without an image
-    of the same stem are skipped too."""
-    entries: list[Entry] = []
-    companion_entries: list[Entry] = []
-
-    def visit(directory: Path, prefix: str) -> None:
-        try:
-            items = _scan(directory)
-        except ShowoError:
-            if not prefix:
-                raise
-            entries.append(Entry(prefix.rstrip("/"), UNREADABLE, "cannot list the folder"))
-            return
-        for item in items:
-            rel = prefix + item.name
-            extension = _ext(item.name)
-            reason, detail, info = _classify(root, directory / item.name, item.is_symlink())
-            if info is not None and stat.S_ISDIR(info.st_mode):
-                if extension in wanted:
-                    entries.append(Entry(rel, NOT_A_FILE, "a directory named like an image"))
-                visit(directory / item.name, rel + "/")
-                continue
-            if reason is None and not stat.S_ISREG(info.st_mode):
-                reason, detail = NOT_A_FILE, "not a regular file"
-            if extension in companions:
-                companion_entries.append(Entry(rel, reason, detail))
-            elif reason is None and extension not in wanted:
-                entries.append(Entry(rel, UNSUPPORTED_TYPE, f"extension {extension!r}" if extension else ""))
-            else:
-                entries.append(Entry(rel, reason, detail, info.st_size if reason is None else 0))
-
-    visit(root / under, f"{under}/" if under else "")
-    stems = {str(PurePosixPath(e.rel).with_suffix("")) for e in entries if _ext(e.rel) in wanted}
-    for entry in companion_entries:  # one with an image is read (and checked) with it
-        if str(PurePosixPath(entry.rel).with_suffix("")) not in stems:
-            entries.append(
-                entry if entry.reason else Entry(entry.rel, ORPHAN_CAPTION, "no image of the same name")
-            )
-    return sorted(entries, key=lambda e: e.rel)
-
-
 def class_folders(root: Path) -> list[Entry]:
     """The top level of an imagefolder root, sorted: real subfolders are the classes (reason None); any
     other entry (a file outside the class folders, a folder symlink) is skipped with its reason."""

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import tarfile
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -22,7 +23,8 @@ from pathlib import Path, PurePosixPath
 from PIL import Image
 
 from data_engine.decode import Reject, safe_member_name
-from data_engine.paths import Entry, class_folders, read_under, real_root, walk
+from data_engine.listing import Listing, build_index, index_file, read_meta
+from data_engine.paths import Entry, class_folders, read_under, real_root
 from showo.errors import ShowoError
 
 IMAGE_EXTENSIONS = frozenset({"jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"})
@@ -34,6 +36,9 @@ NO_IMAGE = "missing_image"
 UNSAFE_MEMBER = "unsafe_member_name"
 CORRUPT_TAR = "corrupt_tar"
 BAD_CONVERSATION = "bad_conversation"
+CHECKPOINT_EVERY = 1024
+"""A jsonl index keeps the byte offset of every 1024th non-blank line (8 bytes per 1024 lines): a unit
+seeks to the checkpoint before its first line and reads on from there."""
 
 
 @dataclass
@@ -85,6 +90,10 @@ class Source:
         rerun over changed inputs is refused instead of silently mixing old and new shards."""
         raise NotImplementedError
 
+    def attach(self, out: Path, relist: bool = False) -> None:
+        """Called by the build (under the output lock) before `units`: directory sources list themselves
+        into `out` once (see `data_engine.listing`); `relist` lists again even if nothing changed."""
+
     def units(self, shard_size: int, limit: int | None = None) -> list[Unit]:
         total = len(self) if limit is None else min(len(self), limit)
         return [
@@ -114,14 +123,6 @@ def _digest_listing(root: Path, rels: list[str]) -> str:
     return digest.hexdigest()
 
 
-def _digest_entries(entries: list[Entry]) -> str:
-    """Names, sizes and skip reasons of a directory listing (see `_digest_listing`)."""
-    digest = hashlib.sha1()
-    for entry in entries:
-        digest.update(f"{entry.rel}\0{entry.reason or entry.size}\n".encode())
-    return digest.hexdigest()
-
-
 def _digest_file(path: Path) -> str:
     digest = hashlib.sha1()
     try:
@@ -145,29 +146,42 @@ def _caption_from_json(data: dict) -> str | None:
     return None
 
 
-def _line_offsets(path: Path) -> list[int]:
-    """Byte offsets of the non-blank lines, so each unit seeks straight to its own lines."""
-    offsets, position = [], 0
+def _index_lines(path: Path) -> tuple[int, array, str]:
+    """One pass over an index file: how many non-blank lines it has, the byte offset of every
+    `CHECKPOINT_EVERY`-th of them, and the sha1 of its bytes (the fingerprint)."""
+    count, position, checkpoints, digest = 0, 0, array("q"), hashlib.sha1()
     try:
         with path.open("rb") as handle:
             for line in handle:
+                digest.update(line)
                 if line.strip():
-                    offsets.append(position)
+                    if count % CHECKPOINT_EVERY == 0:
+                        checkpoints.append(position)
+                    count += 1
                 position += len(line)
     except OSError as err:
         raise ShowoError(f"cannot read source {path}: {err.strerror or err}") from None
-    return offsets
+    return count, checkpoints, digest.hexdigest()
 
 
-def _read_lines(path: Path, offsets: list[int]) -> Iterator[tuple[int, object]]:
+def _read_lines(path: Path, checkpoints: array, start: int, stop: int) -> Iterator[tuple[int, object]]:
+    """(line index among the non-blank lines, parsed record or `Reject`) for lines start..stop-1."""
+    if start >= stop:
+        return
+    number = start - start % CHECKPOINT_EVERY
     with _open_source(path) as handle:
-        for number, offset in offsets:
-            handle.seek(offset)
-            raw = handle.readline()
-            try:
-                yield number, json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as err:
-                yield number, Reject(BAD_JSON, f"line {number + 1}: {err}")
+        handle.seek(checkpoints[start // CHECKPOINT_EVERY])
+        for raw in handle:
+            if not raw.strip():
+                continue
+            if number >= stop:
+                return
+            if number >= start:
+                try:
+                    yield number, json.loads(raw)
+                except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                    yield number, Reject(BAD_JSON, f"line {number + 1}: {err}")
+            number += 1
 
 
 def _open_source(path: Path):
@@ -183,6 +197,26 @@ def _skipped(position: int, entry: Entry, task: str) -> RawSample:
     return RawSample(position, entry.rel, task, reject=Reject(entry.reason, entry.detail))
 
 
+class _DirectoryListing(Listing):
+    """A directory source's stored listing plus what the build needs from it without reading it."""
+
+    count: int = 0
+    fingerprint: str = ""
+
+    @classmethod
+    def open(cls, out: Path, spec: str, root: Path, walks: list, first: list[Entry], relist: bool):
+        path = index_file(out, spec)
+        meta = None if relist else read_meta(path, root)
+        if meta is None:
+            meta = build_index(path, root, walks, first)
+        listing = cls(path)
+        listing.count, listing.fingerprint = meta["count"], meta["fingerprint"]
+        return listing
+
+    def __getstate__(self) -> dict:
+        return {**super().__getstate__(), "count": self.count, "fingerprint": self.fingerprint}
+
+
 class PairsSource(Source):
     """`pairs:DIR`: images with same-stem .txt (or .json with a `caption`) files, in sorted path order.
     Every other entry (other file types, folders named like images, symlink loops or links leading out
@@ -195,17 +229,24 @@ class PairsSource(Source):
             raise ShowoError(f"pairs source {path} is not a directory")
         root = real_root(path, "pairs source")
         super().__init__(str(root), root.name)
-        self.entries = walk(root, IMAGE_EXTENSIONS, frozenset({"txt", "json"}))
+        self.listing: _DirectoryListing | None = None
+
+    def attach(self, out: Path, relist: bool = False) -> None:
+        walks = [(0, "", IMAGE_EXTENSIONS, frozenset({"txt", "json"}))]
+        self.listing = _DirectoryListing.open(out, self.spec, Path(self.path), walks, [], relist)
 
     def __len__(self) -> int:
-        return len(self.entries)
+        assert self.listing is not None, "attach() lists the source first"
+        return self.listing.count
 
     def fingerprint(self) -> str:
-        return _digest_entries(self.entries)
+        assert self.listing is not None, "attach() lists the source first"
+        return self.listing.fingerprint
 
     def samples(self, unit: Unit, resolution: int) -> Iterator[RawSample]:
+        assert self.listing is not None, "attach() lists the source first"
         root = Path(self.path)
-        for position, entry in enumerate(self.entries[unit.start : unit.stop]):
+        for position, (_, entry) in enumerate(self.listing.entries(unit.start, unit.stop)):
             if entry.reason is not None:
                 yield _skipped(position, entry, "image_text")
                 continue
@@ -242,18 +283,18 @@ class _JsonLinesSource(Source):
         if not file.is_file():
             raise ShowoError(f"{self.kind} source {path} is not a file")
         super().__init__(str(file.resolve()), file.stem)
-        self.offsets = _line_offsets(file)
+        self.count, self.checkpoints, self.digest = _index_lines(file)
 
     def __len__(self) -> int:
-        return len(self.offsets)
+        return self.count
 
     def fingerprint(self) -> str:
-        return _digest_file(Path(self.path))
+        return self.digest
 
     def _records(self, unit: Unit) -> Iterator[tuple[int, int, object]]:
         """(position in the unit, line index in the file, parsed record or `Reject`)."""
-        lines = list(enumerate(self.offsets))[unit.start : unit.stop]
-        for position, (number, record) in enumerate(_read_lines(Path(self.path), lines)):
+        lines = _read_lines(Path(self.path), self.checkpoints, unit.start, unit.stop)
+        for position, (number, record) in enumerate(lines):
             yield position, number, record
 
 
@@ -391,23 +432,30 @@ class ImageFolderSource(Source):
             raise ShowoError(f"imagefolder source {path} is not a directory")
         root = real_root(path, "imagefolder source")
         super().__init__(str(root), root.name)
-        top = class_folders(root)
-        self.classes = [entry.rel for entry in top if entry.reason is None]
+        self.top = class_folders(root)
+        self.classes = [entry.rel for entry in self.top if entry.reason is None]
         if not self.classes:
             raise ShowoError(f"imagefolder source {path} has no class subfolders")
-        # (label or None, entry): skipped top-level entries first, then each class in sorted order
-        self.files: list[tuple[int | None, Entry]] = [(None, e) for e in top if e.reason is not None]
-        for label, name in enumerate(self.classes):
-            self.files.extend((label, entry) for entry in walk(root, IMAGE_EXTENSIONS, under=name))
+        self.listing: _DirectoryListing | None = None
+
+    def attach(self, out: Path, relist: bool = False) -> None:
+        """Group 0: the skipped top-level entries; group label + 1: each class folder, in sorted order."""
+        walks = [(label + 1, name, IMAGE_EXTENSIONS, frozenset()) for label, name in enumerate(self.classes)]
+        skipped = [entry for entry in self.top if entry.reason is not None]
+        self.listing = _DirectoryListing.open(out, self.spec, Path(self.path), walks, skipped, relist)
 
     def __len__(self) -> int:
-        return len(self.files)
+        assert self.listing is not None, "attach() lists the source first"
+        return self.listing.count
 
     def fingerprint(self) -> str:
-        return _digest_entries([entry for _, entry in self.files])
+        assert self.listing is not None, "attach() lists the source first"
+        return self.listing.fingerprint
 
     def samples(self, unit: Unit, resolution: int) -> Iterator[RawSample]:
-        for position, (label, entry) in enumerate(self.files[unit.start : unit.stop]):
+        assert self.listing is not None, "attach() lists the source first"
+        for position, (group, entry) in enumerate(self.listing.entries(unit.start, unit.stop)):
+            label = group - 1 if group else None
             if label is None or entry.reason is not None:
                 yield _skipped(position, entry, "class")
                 continue
