@@ -96,14 +96,12 @@ class ShowOConfig:
             raise ShowoError(f"{source}: llm must be a JSON object with the Phi config")
         from showo import objectives
 
-        # written before objectives were recorded: MTP, the only objective then
-        recorded = data.get("objective", {"image": objectives.DEFAULT})
         return cls(
             codebook_size=_bounded_int(data, "codebook_size", 2**16, source),
             num_image_tokens=_bounded_int(data, "num_image_tokens", 2**20, source),
             max_text_len=_bounded_int(data, "max_text_len", 2**20, source),
             llm=dict(data["llm"]),
-            objective=objectives.get(recorded, f"{source} objective").to_dict(),
+            objective=objectives.recorded(data.get("objective"), f"{source} objective").to_dict(),
         )
 
 

@@ -32,7 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--sheet", type=checks.output_file, default=None, help="also write the generated images as a PNG grid"
     )
-    parser.add_argument("--steps", type=checks.steps, default=None, help="MaskGIT steps (pinned default 12)")
+    parser.add_argument(
+        "--steps",
+        type=checks.steps,
+        default=None,
+        help="MaskGIT steps (pinned default 12; MTP checkpoints only)",
+    )
     parser.add_argument(
         "--guidance", type=checks.guidance, default=None, help="CFG scale (pinned default 1.5)"
     )
@@ -40,6 +45,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--temperature", type=checks.temperature, default=None, help="remasking temperature (pinned 1.0)"
     )
     parser.add_argument("--seed", type=checks.seed, default=None, help="sampler seed (pinned 0)")
+    parser.add_argument(
+        "--sampler",
+        default=None,
+        help="image sampler: the checkpoint's own (maskgit for MTP, ar for AR); checked",
+    )
     parser.add_argument(
         "--batch-size", type=checks.count, default=None, help="images per forward batch (pinned 16)"
     )
@@ -86,6 +96,12 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if not Path(args.ckpt).exists():
         raise ShowoError(f"checkpoint not found: {args.ckpt}")
+    if args.suite != "tokenizer":
+        from showo.sampling.pipeline import checkpoint_objective
+
+        objective = checkpoint_objective(args.ckpt)
+        objective.check_sampler(args.sampler)
+        objective.options(steps=args.steps, guidance=args.guidance, temperature=args.temperature)
     result = run_suite(
         args.ckpt,
         args.suite,

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from showo.errors import ShowoError
     from showo.sampling import canvas
     from showo.sampling.images import decode_codes, encode_image, load_image
-    from showo.sampling.pipeline import load_pipeline
+    from showo.sampling.pipeline import checkpoint_objective, load_pipeline
 
     directions = [d.strip() for item in args.direction for d in item.split(",") if d.strip()]
     for direction in directions:
@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         )
     prompts = args.prompt * len(directions) if len(args.prompt) == 1 else args.prompt
     n, settings = args.n, maskgit_kwargs(args)
+    checkpoint_objective(args.ckpt).check_sampler("maskgit")  # canvas editing is MaskGIT's
     image = load_image(args.image)
     pipe = load_pipeline(args.ckpt, args.image_tokenizer, args.device)
     codes, grid = encode_image(pipe.image_tokenizer, image, pipe.resolution)

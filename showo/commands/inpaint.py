@@ -31,9 +31,10 @@ def run(args: argparse.Namespace) -> int:
     from showo.commands.sampler_options import maskgit_kwargs, write_grid
     from showo.sampling import canvas
     from showo.sampling.images import decode_codes, encode_image, load_image
-    from showo.sampling.pipeline import load_pipeline
+    from showo.sampling.pipeline import checkpoint_objective, load_pipeline
 
     n, settings = args.n, maskgit_kwargs(args)
+    checkpoint_objective(args.ckpt).check_sampler("maskgit")  # canvas editing is MaskGIT's
     image, mask_picture = load_image(args.image), load_image(args.mask, mode="L")
     pipe = load_pipeline(args.ckpt, args.image_tokenizer, args.device)
     token_mask = canvas.token_mask_from_image(mask_picture, image.size, pipe.resolution, pipe.grid)

@@ -72,6 +72,57 @@ def add_maskgit_args(parser: Any, steps: int, guidance: float) -> None:
     )
 
 
+def add_sampler_args(parser: Any, guidance: float) -> None:
+    """`--sampler` and the options of every image sampler; each takes only its own (a MaskGIT-only option
+    given to an AR checkpoint is an error, not silently dropped). Unset ones take the sampler's defaults."""
+    parser.add_argument(
+        "--sampler",
+        default=None,
+        help="maskgit (MTP checkpoints) or ar (AR checkpoints); default and only choice: the checkpoint's own",
+    )
+    parser.add_argument(
+        "--steps",
+        type=checks.steps,
+        default=None,
+        help=f"MaskGIT steps T (default 18, at most {checks.MAX_STEPS})",
+    )
+    parser.add_argument(
+        "--guidance",
+        type=checks.guidance,
+        default=guidance,
+        help=f"CFG scale w, 0..{checks.MAX_GUIDANCE:g} (default {guidance})",
+    )
+    parser.add_argument(
+        "--temperature",
+        type=checks.temperature,
+        default=None,
+        help="MaskGIT: Gumbel remasking tau0; AR: code sampling temperature, 0 = greedy (default 1.0)",
+    )
+    parser.add_argument(
+        "--temperature-schedule",
+        default=None,
+        help="MaskGIT: maskgit (tau0*(1-t), default) or official (the official compounding product)",
+    )
+    parser.add_argument(
+        "--schedule", default=None, help="MaskGIT mask schedule: cosine|linear|pow2|pow3|sigmoid"
+    )
+    parser.add_argument(
+        "--draw",
+        choices=("inverse_cdf", "multinomial"),
+        default=None,
+        help="MaskGIT code draw (default inverse_cdf)",
+    )
+    parser.add_argument("--top-k", type=checks.count, default=None, help="AR: keep the k most likely codes")
+    parser.add_argument("--top-p", type=checks.temperature, default=None, help="AR: nucleus mass in (0, 1]")
+
+
+def sampler_options(args: Any, objective: Any) -> Any:
+    """The checkpoint's sampler and its options from parsed arguments (checked before weights load)."""
+    objective.check_sampler(args.sampler)
+    names = ("steps", "guidance", "temperature", "temperature_schedule", "schedule", "draw", "top_k", "top_p")
+    return objective.options(**{name: getattr(args, name) for name in names})
+
+
 def add_out_arg(parser: Any, default: str, help: str) -> None:
     """`--out`: a PNG file to write (refused up front when it names a directory)."""
     parser.add_argument("--out", type=checks.output_file, default=default, help=help)

@@ -11,7 +11,6 @@ is used unless another is given; the tokenizer suite also takes a bare tokenizer
 from __future__ import annotations
 
 import json
-import math
 import platform
 import time
 from collections.abc import Sequence
@@ -30,9 +29,10 @@ from showo.eval import caption_mini, geneval_mini, pope_mini
 from showo.eval.digits_classifier import default_classifier
 from showo.eval.reconstruction import code_statistics, pair_scores, reconstruction_scores, round_trip
 from showo.eval.shapes_detector import default_detector, matches_scene
+from showo.sampling.pipeline import IMAGE_TOKENIZER_DIR, Pipeline, load_pipeline
 
 SUITES: tuple[str, ...] = ("geneval-mini", "digits", "pope-mini", "caption-mini", "tokenizer")
-IMAGE_TOKENIZER_DIR = "image_tokenizer"
+__all__ = ["IMAGE_TOKENIZER_DIR", "SUITES", "SuiteSettings", "load", "run_suite"]
 
 
 @dataclass
@@ -59,37 +59,9 @@ class SuiteSettings:
     prompt_template: str = "mmu"
 
 
-@dataclass
-class Loaded:
-    model: torch.nn.Module | None
-    prompter: object | None
-    image_tokenizer: torch.nn.Module
-    resolution: int
-    grid: tuple[int, int]
-
-
-def load(ckpt: str | Path, image_tokenizer: str | Path | None = None, need_model: bool = True) -> Loaded:
+def load(ckpt: str | Path, image_tokenizer: str | Path | None = None, need_model: bool = True) -> Pipeline:
     """The model (unless `need_model` is False), its prompter, the image tokenizer and the image size."""
-    from showo.tokenizer.model import load_image_tokenizer
-
-    ckpt = Path(ckpt)
-    if not ckpt.exists():
-        raise ShowoError(f"checkpoint not found: {ckpt}")
-    if image_tokenizer is None:
-        image_tokenizer = ckpt / IMAGE_TOKENIZER_DIR if (ckpt / IMAGE_TOKENIZER_DIR).is_dir() else None
-    if image_tokenizer is None and need_model:
-        raise ShowoError(f"{ckpt} has no {IMAGE_TOKENIZER_DIR}/: pass the image tokenizer explicitly")
-    device = resolve_device()
-    tokenizer = load_image_tokenizer(image_tokenizer or ckpt).to(device).eval()
-    if not need_model:
-        return Loaded(None, None, tokenizer, 0, (0, 0))
-    from showo.model import ShowO
-
-    model = ShowO.from_pretrained(ckpt).to(device).eval()
-    side = math.isqrt(model.config.num_image_tokens)
-    if side * side != model.config.num_image_tokens:
-        raise ShowoError(f"{ckpt}: {model.config.num_image_tokens} image tokens is not a square grid")
-    return Loaded(model, model.prompter(), tokenizer, side * tokenizer.downsample_factor, (side, side))
+    return load_pipeline(ckpt, image_tokenizer, need_model=need_model)
 
 
 def _batches(items: Sequence, size: int) -> list[Sequence]:
@@ -97,29 +69,21 @@ def _batches(items: Sequence, size: int) -> list[Sequence]:
 
 
 @torch.no_grad()
-def generate_images(loaded: Loaded, prompts: Sequence[str], settings: SuiteSettings) -> list[Image.Image]:
-    """Text-to-image for each prompt with the recorded settings, one seeded generator for the run."""
-    from showo.sampling import maskgit
+def generate_images(loaded: Pipeline, prompts: Sequence[str], settings: SuiteSettings) -> list[Image.Image]:
+    """Text-to-image for each prompt with the checkpoint's own sampler, one seeded generator for the run."""
     from showo.sampling.images import decode_codes, to_pil
 
-    generator = torch.Generator(device=resolve_device()).manual_seed(settings.seed)
+    objective = loaded.objective
+    options = objective.options_from(asdict(settings))
+    generator = torch.Generator(device=loaded.device).manual_seed(settings.seed)
     out: list[Image.Image] = []
     for batch in tqdm(_batches(list(prompts), settings.batch_size), desc="generate", leave=False):
-        codes = maskgit.generate(
-            loaded.model,
-            loaded.prompter,
-            batch,
-            steps=settings.steps,
-            guidance=settings.guidance,
-            schedule=settings.schedule,
-            temperature=settings.temperature,
-            generator=generator,
-        )
+        codes = objective.generate(loaded.model, loaded.prompter, batch, options, generator)
         out.extend(to_pil(decode_codes(loaded.image_tokenizer, codes, loaded.grid)))
     return out
 
 
-def encode_images(loaded: Loaded, images: Sequence[Image.Image], batch_size: int) -> torch.Tensor:
+def encode_images(loaded: Pipeline, images: Sequence[Image.Image], batch_size: int) -> torch.Tensor:
     """Unified image ids [n, N] of `images` at the model's resolution."""
     from showo.sampling.images import encode_images as encode
 
@@ -129,7 +93,7 @@ def encode_images(loaded: Loaded, images: Sequence[Image.Image], batch_size: int
 
 @torch.no_grad()
 def answer(
-    loaded: Loaded,
+    loaded: Pipeline,
     image_ids: torch.Tensor,
     questions: Sequence[str],
     max_new_tokens: int,
@@ -154,7 +118,7 @@ def answer(
     return out
 
 
-def _geneval(loaded: Loaded, settings: SuiteSettings) -> tuple[dict, list[Image.Image]]:
+def _geneval(loaded: Pipeline, settings: SuiteSettings) -> tuple[dict, list[Image.Image]]:
     specs = [
         s for s in geneval_mini.prompt_specs(settings.per_tag) for _ in range(settings.samples_per_prompt)
     ]
@@ -162,7 +126,7 @@ def _geneval(loaded: Loaded, settings: SuiteSettings) -> tuple[dict, list[Image.
     return geneval_mini.score(images, specs), images
 
 
-def _digits(loaded: Loaded, settings: SuiteSettings) -> tuple[dict, list[Image.Image]]:
+def _digits(loaded: Pipeline, settings: SuiteSettings) -> tuple[dict, list[Image.Image]]:
     labels = [label for label in range(10) for _ in range(settings.samples_per_class)]
     images = generate_images(loaded, [digits.CLASS_NAMES[label] for label in labels], settings)
     predicted = default_classifier().predict(images)
@@ -176,7 +140,7 @@ def _digits(loaded: Loaded, settings: SuiteSettings) -> tuple[dict, list[Image.I
     return {"accuracy": accuracy, "per_class": per_class, "n": len(labels)}, images
 
 
-def _pope(loaded: Loaded, settings: SuiteSettings) -> dict:
+def _pope(loaded: Pipeline, settings: SuiteSettings) -> dict:
     splits = {split: pope_mini.questions(split, settings.pope_images) for split in pope_mini.SPLITS}
     indices = sorted({q.image_index for qs in splits.values() for q in qs})
     images = [pope_mini.image(i, loaded.resolution) for i in indices]
@@ -200,7 +164,7 @@ def _pope(loaded: Loaded, settings: SuiteSettings) -> dict:
     return results
 
 
-def _caption(loaded: Loaded, settings: SuiteSettings) -> dict:
+def _caption(loaded: Pipeline, settings: SuiteSettings) -> dict:
     items = caption_mini.items(settings.caption_images)
     ids = encode_images(
         loaded, [caption_mini.image(item, loaded.resolution) for item in items], settings.batch_size
@@ -218,7 +182,7 @@ def _caption(loaded: Loaded, settings: SuiteSettings) -> dict:
     return result
 
 
-def _tokenizer(loaded: Loaded, settings: SuiteSettings) -> dict:
+def _tokenizer(loaded: Pipeline, settings: SuiteSettings) -> dict:
     from showo.sampling.images import encode_images as encode_codes
 
     resolution = settings.resolution or loaded.resolution or 64
@@ -271,6 +235,15 @@ def run_suite(
         "ckpt": str(ckpt),
         "settings": asdict(settings) | {"resolution": settings.resolution or loaded.resolution or 64},
         "image_tokenizer": loaded.image_tokenizer.identity(),
+        **(
+            {
+                "objective": loaded.objective.to_dict(),
+                "sampler": loaded.objective.sampler,
+                "sampler_options": asdict(loaded.objective.options_from(asdict(settings))),
+            }
+            if loaded.model is not None
+            else {}
+        ),
         "scores": scores,
         "seconds": round(time.time() - started, 2),
         "machine": f"{platform.machine()} {platform.system()} torch {torch.__version__} {resolve_device().type}",

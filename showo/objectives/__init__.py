@@ -56,6 +56,15 @@ def get(
     return from_dict(spec, source)
 
 
+def recorded(data: Any, source: str) -> ImageObjective:
+    """The objective a checkpoint records (a JSON object); None, as before objectives were recorded: MTP."""
+    if data is None:
+        return get(DEFAULT)
+    if not isinstance(data, dict):
+        raise ShowoError(f"{source} must be a JSON object, got {type(data).__name__}")
+    return from_dict(data, source)
+
+
 def from_dict(data: dict, source: str) -> ImageObjective:
     """A recorded objective, checked like a recipe section: known name, known keys, typed values, ranges."""
     cls = objective_class(data.get("image", DEFAULT), f"{source}.image")
@@ -68,7 +77,8 @@ def from_dict(data: dict, source: str) -> ImageObjective:
 
         config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls.config_type), data))
     except Exception as err:  # noqa: BLE001  (OmegaConf's validation errors have many types)
-        raise ShowoError(f"{source}: {str(err).splitlines()[0][:200]}") from None
+        key = getattr(err, "full_key", None)
+        raise ShowoError(f"{source}{'.' + key if key else ''}: {str(err).splitlines()[0][:200]}") from None
     config.check(source)
     return cls(config)
 
@@ -91,5 +101,6 @@ __all__ = [
     "from_dict",
     "get",
     "names",
+    "recorded",
     "register",
 ]

@@ -125,6 +125,12 @@ class ImageObjective(ABC):
         options.check()
         return options
 
+    def options_from(self, settings: Mapping[str, Any]) -> SamplerOptions:
+        """Options from a record of settings for several samplers (pinned eval settings, preview settings):
+        this sampler takes the ones it has and leaves the rest."""
+        fields = self.options_type.__dataclass_fields__
+        return self.options(**{k: v for k, v in settings.items() if k in fields})
+
     def check_sampler(self, sampler: str | None) -> str:
         """The sampler to use: this objective's; asking for another is a one-line error."""
         if sampler is not None and sampler != self.sampler:

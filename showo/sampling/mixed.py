@@ -14,7 +14,7 @@ trained without a null condition.
 from __future__ import annotations
 
 from collections.abc import Sequence as Rows
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -131,9 +131,8 @@ def generate(
     if image_options is None:
         if "image_temperature" in image_kwargs:
             image_kwargs["temperature"] = image_kwargs.pop("image_temperature")
-        if "steps" in objective.options_type.__dataclass_fields__:
-            image_kwargs["steps"] = steps
-        image_options = objective.options(**image_kwargs)
+        defaults = asdict(objective.options_from({"steps": steps}))  # steps: where the sampler has them
+        image_options = objective.options(**{**defaults, **image_kwargs})
     allowed = torch.full((vocab.size,), float("-inf"), device=next(model.parameters()).device)
     allowed[: vocab.text_size] = 0.0
     allowed[vocab.soi_id] = 0.0

@@ -1,4 +1,5 @@
-"""What the inference commands load: a Show-o checkpoint directory, its prompter and its image tokenizer.
+"""What the inference commands and the eval suites load: a Show-o checkpoint directory, its prompter, its
+image tokenizer and its image objective (whose sampler draws its images).
 
 The image tokenizer is found, in order: the explicit path (`--image-tokenizer`), `<ckpt>/image_tokenizer/`
 (written by `showo export`), or an `image_tokenizer` path recorded in `<ckpt>/config.json`, relative to the
@@ -17,29 +18,35 @@ import torch
 
 from showo.device import resolve_device
 from showo.errors import ShowoError
+from showo.safeio import read_json_object
 
 IMAGE_TOKENIZER_DIR = "image_tokenizer"
 
 
 @dataclass
 class Pipeline:
-    model: Any
-    prompter: Any
+    model: Any | None
+    prompter: Any | None
     image_tokenizer: Any | None
     device: torch.device
 
     @property
     def grid(self) -> tuple[int, int]:
-        """The model's (square) code grid."""
-        side = math.isqrt(self.model.config.num_image_tokens)
+        """The model's (square) code grid; (0, 0) without a model."""
+        side = math.isqrt(self.model.config.num_image_tokens) if self.model is not None else 0
         return side, side
 
     @property
     def resolution(self) -> int:
-        """Pixel side of the model grid under the image tokenizer."""
+        """Pixel side of the model grid under the image tokenizer (0 without a model)."""
         if self.image_tokenizer is None:
             raise ShowoError("no image tokenizer loaded")
         return self.grid[0] * self.image_tokenizer.downsample_factor
+
+    @property
+    def objective(self) -> Any:
+        """The checkpoint's image objective (`showo.objectives`); its sampler draws this model's images."""
+        return self.model.objective
 
     def generator(self, seed: int) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(seed)
@@ -66,25 +73,52 @@ def find_image_tokenizer(ckpt: Path, explicit: str | Path | None) -> Path:
     raise ShowoError(f"{ckpt} has no {IMAGE_TOKENIZER_DIR}/ directory: pass --image-tokenizer DIR")
 
 
+def checkpoint_objective(ckpt: str | Path) -> Any:
+    """The image objective a checkpoint directory records, read from its config.json before any weight
+    (none recorded, or an official checkpoint: MTP), so sampler settings are checked before loading."""
+    from showo import objectives
+
+    config = Path(ckpt) / "config.json"
+    data = read_json_object(config, "Show-o config") if config.is_file() else {}
+    return objectives.recorded(data.get("objective"), f"{config} objective")
+
+
 def load_pipeline(
     ckpt: str | Path,
     image_tokenizer: str | Path | None = None,
     device: str | None = None,
     need_image_tokenizer: bool = True,
+    need_model: bool = True,
 ) -> Pipeline:
-    """Load the model (eval mode, on `device`), its prompter and, when needed, the matching image tokenizer."""
+    """Load the model (eval mode, on `device`), its prompter and, when needed, the matching image tokenizer.
+
+    Without `need_model`, `ckpt` may be a bare image tokenizer directory (the tokenizer eval suite).
+    """
     from showo.model import ShowO
 
     ckpt = Path(ckpt)
-    if not ckpt.is_dir():
-        raise ShowoError(f"checkpoint directory not found: {ckpt}")
     target = resolve_device(device)
-    model = ShowO.from_pretrained(ckpt).to(target).eval()
-    tokenizer = None
-    if need_image_tokenizer:
+    if not need_model:
+        if not ckpt.exists():
+            raise ShowoError(f"checkpoint not found: {ckpt}")
         from showo.tokenizer import load_image_tokenizer
 
-        tokenizer = load_image_tokenizer(find_image_tokenizer(ckpt, image_tokenizer)).to(target).eval()
+        path = image_tokenizer or (
+            ckpt / IMAGE_TOKENIZER_DIR if (ckpt / IMAGE_TOKENIZER_DIR).is_dir() else ckpt
+        )
+        return Pipeline(None, None, load_image_tokenizer(path).to(target).eval(), target)
+    if not ckpt.is_dir():
+        raise ShowoError(f"checkpoint directory not found: {ckpt}")
+    tokenizer_path = find_image_tokenizer(ckpt, image_tokenizer) if need_image_tokenizer else None
+    model = ShowO.from_pretrained(ckpt).to(target).eval()
+    side = math.isqrt(model.config.num_image_tokens)
+    if side * side != model.config.num_image_tokens:
+        raise ShowoError(f"{ckpt}: {model.config.num_image_tokens} image tokens is not a square grid")
+    tokenizer = None
+    if tokenizer_path is not None:
+        from showo.tokenizer import load_image_tokenizer
+
+        tokenizer = load_image_tokenizer(tokenizer_path).to(target).eval()
         if tokenizer.codebook_size != model.config.codebook_size:
             raise ShowoError(
                 f"image tokenizer has {tokenizer.codebook_size} codes but the model expects {model.config.codebook_size}"

@@ -1,5 +1,5 @@
-"""TensorBoard previews every `sample_every` steps: image grids for fixed prompts and seeds (the same
-MaskGIT sampler as inference) and captions of fixed images, so runs are comparable step to step.
+"""TensorBoard previews every `sample_every` steps: image grids for fixed prompts and seeds (the run's own
+sampler, as inference uses it: MaskGIT for MTP, token by token for AR) and captions of fixed images, so runs are comparable step to step.
 
 Every rank runs the sampler (under ZeRO-3 each forward gathers parameters from all ranks); rank 0 decodes
 the codes with the image tokenizer and writes the summaries.
@@ -17,7 +17,7 @@ import torch
 from showo.data.datamodule import ShowoDataModule
 from showo.data.reader import CodeSpec, read_shards
 from showo.recipe.schema import ShowoRecipe
-from showo.sampling import maskgit, understand
+from showo.sampling import understand
 from showo.sampling.images import decode_codes, make_grid, to_pil
 
 CAPTION_QUESTION = "Describe the image."
@@ -57,6 +57,19 @@ class Previews(pl.Callback):
         codes = [c for c in codes if c.shape == (num_tokens,)]
         return torch.from_numpy(np.stack(codes)) if codes else None
 
+    def sample_codes(self, model: Any, prompter: Any, device: torch.device) -> torch.Tensor:
+        """Codes [P, N] of the preview prompts, drawn by the model's own objective's sampler."""
+        objective = model.objective
+        settings = {
+            "steps": self.cfg.steps,
+            "guidance": self.cfg.guidance,
+            "temperature": self.cfg.temperature,
+        }
+        generator = torch.Generator(device=device).manual_seed(self.cfg.seed)
+        return objective.generate(
+            model, prompter, list(self.cfg.prompts), objective.options_from(settings), generator
+        )
+
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
         step = trainer.global_step
         if step > 0 and step % self.every == 0:
@@ -71,16 +84,7 @@ class Previews(pl.Callback):
         writer = trainer.logger.experiment if trainer.is_global_zero and trainer.logger is not None else None
         try:
             if self.cfg.prompts:
-                generator = torch.Generator(device=pl_module.device).manual_seed(self.cfg.seed)
-                codes = maskgit.generate(
-                    model,
-                    prompter,
-                    list(self.cfg.prompts),
-                    steps=self.cfg.steps,
-                    guidance=self.cfg.guidance,
-                    temperature=self.cfg.temperature,
-                    generator=generator,
-                )
+                codes = self.sample_codes(model, prompter, pl_module.device)
                 if writer is not None:
                     pixels = decode_codes(self.image_tokenizer(), codes.cpu(), self.grid)
                     writer.add_image(

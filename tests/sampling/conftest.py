@@ -33,3 +33,24 @@ def sampling_ckpt(small_showo, tmp_path_factory):
         ch_mult=[1, 1, 1], decoder_ch_mult=[1, 1, 1], z_channels=6, resolution=16
     ).save_pretrained(out / "image_tokenizer")
     return out
+
+
+def with_objective(src, dst, objective):
+    """A copy of checkpoint `src` whose config.json records `objective` (None: no objective recorded, as
+    every checkpoint exported before objectives were)."""
+    import json
+    import shutil
+
+    shutil.copytree(src, dst)
+    config = json.loads((dst / "config.json").read_text())
+    config.pop("objective", None)
+    if objective is not None:
+        config["objective"] = objective
+    (dst / "config.json").write_text(json.dumps(config))
+    return dst
+
+
+@pytest.fixture(scope="session")
+def ar_sampling_ckpt(sampling_ckpt, tmp_path_factory):
+    """`sampling_ckpt` recorded as trained with the AR objective."""
+    return with_objective(sampling_ckpt, tmp_path_factory.mktemp("ar") / "ckpt", {"image": "ar"})

@@ -47,9 +47,9 @@ def test_generate_is_reproducible_by_seed(sampling_ckpt, tmp_path):
     assert paths[0].read_bytes() == paths[1].read_bytes()
 
 
-def test_generate_with_the_ar_sampler(sampling_ckpt, tmp_path):
+def test_generate_with_the_ar_sampler(ar_sampling_ckpt, tmp_path):
     out = tmp_path / "ar.png"
-    args = ["generate", "--ckpt", str(sampling_ckpt), "--device", "cpu", "--prompt", "x", "--n", "2"]
+    args = ["generate", "--ckpt", str(ar_sampling_ckpt), "--device", "cpu", "--prompt", "x", "--n", "2"]
     assert main([*args, "--sampler", "ar", "--out", str(out)]) == 0
     with Image.open(out) as grid:
         assert grid.size == (2 * 16 + 2, 16)
