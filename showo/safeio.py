@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -94,3 +95,9 @@ def plain_file_name(name: Any, what: str) -> str:
     ):
         raise ShowoError(f"{what}: {str(name)[:80]!r} is not a plain file name")
     return name
+
+
+def sha256_file(file: str | Path) -> str:
+    """Hex sha256 of a file, read in chunks (shards and checkpoints are large)."""
+    with open(file, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()

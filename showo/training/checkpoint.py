@@ -15,7 +15,6 @@ newer one it skipped; a checkpoint named explicitly that fails is a one-line err
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -29,7 +28,7 @@ import torch
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 
 from showo.errors import ShowoError
-from showo.safeio import load_weights_only
+from showo.safeio import load_weights_only, sha256_file
 from showo.training.zero import DEEPSPEED_TAG, check_deepspeed_dir, consolidate, model_states_file
 
 CHECKPOINT_DIR = "checkpoints"
@@ -69,17 +68,9 @@ def _files(path: Path) -> list[str]:
     return sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file())
 
 
-def _sha256(file: Path) -> str:
-    digest = hashlib.sha256()
-    with open(file, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _digests(path: Path) -> dict[str, str]:
     base = path.parent if path.is_file() else path
-    return {name: _sha256(base / name) for name in _files(path)}
+    return {name: sha256_file(base / name) for name in _files(path)}
 
 
 def write_digest(path: Path) -> Path:
