@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from showo.attention import _task, allowed, token_roles
+from showo.attention import _task, allowed, omni_attention_mask, token_roles
 from showo.errors import ShowoError
 from showo.vocab import UnifiedVocab
 
@@ -32,12 +32,14 @@ class PackedRows:
     sample: torch.Tensor
     source: torch.Tensor
     unpacked_shape: tuple[int, int]
+    segments: list[list[tuple[int, int, int]]]
+    """Per packed row, its samples as (sample, first column, length)."""
 
     def to(self, device: torch.device) -> PackedRows:
         move = (
             t.to(device, non_blocking=True) for t in (self.ids, self.position_ids, self.sample, self.source)
         )
-        return PackedRows(*move, self.unpacked_shape)
+        return PackedRows(*move, self.unpacked_shape, self.segments)
 
     @property
     def tokens(self) -> int:
@@ -74,16 +76,19 @@ def pack(input_ids: torch.Tensor, pad_id: int, budget: int) -> PackedRows:
     source = torch.zeros_like(sample)
     position = torch.zeros_like(sample)
     columns = [keep[i].nonzero().squeeze(1) for i in range(len(lengths))]
+    segments: list[list[tuple[int, int, int]]] = []
     for r, row in enumerate(rows):
         start = 0
+        segments.append([])
         for i in row:
             n = lengths[i]
             sample[r, start : start + n] = i
             source[r, start : start + n] = columns[i]
             position[r, start : start + n] = torch.arange(n, device=device)
+            segments[r].append((i, start, n))
             start += n
     ids = torch.where(sample >= 0, input_ids[sample.clamp(min=0), source], pad_id)
-    return PackedRows(ids, position, sample, source, (input_ids.shape[0], input_ids.shape[1]))
+    return PackedRows(ids, position, sample, source, (input_ids.shape[0], input_ids.shape[1]), segments)
 
 
 def _rule_index(rules: Sequence[str]) -> tuple[list[str], list[int]]:
@@ -117,18 +122,25 @@ def packed_attention_mask(
     vocab: UnifiedVocab,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """Additive float mask ``[R, 1, T, T]``; ``rules`` names each unpacked row's attention task."""
+    """Additive float mask ``[R, 1, T, T]``; ``rules`` names each unpacked row's attention task.
+
+    Block-diagonal: each sample's block is its own unpacked omni mask at its non-pad positions (the same
+    rule, evaluated once per unpacked row); tail padding sees only itself.
+    """
+    own = torch.empty(*unpacked_ids.shape, unpacked_ids.shape[1], dtype=dtype, device=unpacked_ids.device)
     names, index = _rule_index(rules)
-    rule_of = torch.tensor(index, device=unpacked_ids.device)
-    roles = token_roles(unpacked_ids, vocab)
+    for i, name in enumerate(names):
+        rows = torch.tensor([r for r, k in enumerate(index) if k == i], device=unpacked_ids.device)
+        own[rows] = omni_attention_mask(unpacked_ids[rows], vocab, name, dtype).squeeze(1)
+    keep = unpacked_ids != vocab.pad_id
     rows, width = packed.ids.shape
-    device = packed.ids.device
-    r = torch.arange(rows, device=device)[:, None, None]
-    q = torch.arange(width, device=device)[None, :, None]
-    k = torch.arange(width, device=device)[None, None, :]
-    ok = _packed_allowed(packed, roles, names, rule_of, r, q, k)
-    mask = torch.zeros(ok.shape, dtype=dtype, device=device)
-    return mask.masked_fill_(~ok, torch.finfo(dtype).min).unsqueeze(1)
+    mask = torch.full((rows, width, width), torch.finfo(dtype).min, dtype=dtype, device=packed.ids.device)
+    mask.diagonal(dim1=1, dim2=2).masked_fill_(packed.sample < 0, 0.0)
+    for r, segments in enumerate(packed.segments):
+        for s, start, n in segments:
+            cols = keep[s].nonzero().squeeze(1)
+            mask[r, start : start + n, start : start + n] = own[s][cols][:, cols]
+    return mask.unsqueeze(1)
 
 
 def packed_block_mask(
