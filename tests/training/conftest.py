@@ -55,7 +55,7 @@ def _meta(task: str, **extra) -> dict:
 
 @pytest.fixture(scope="session")
 def shards(tmp_path_factory) -> dict[str, str]:
-    """Glob per shard set: image_text (t2i/mmu; also at 32x32 codes), class (c2i), lm, instruct, mixed; 4 shards of 6."""
+    """Glob per shard set: image_text (t2i/mmu; also at 32x32 and 4x4 codes), class (c2i), lm, instruct, mixed; 4 shards of 6."""
     root = tmp_path_factory.mktemp("shards")
     sets: dict[str, list[dict]] = {"image_text": [], "class": [], "lm": [], "instruct": [], "mixed": []}
     for i in range(24):
@@ -114,6 +114,10 @@ def shards(tmp_path_factory) -> dict[str, str]:
         )
     sets["image_text_32"] = [
         {**s, "codes.npy": np.tile(s["codes.npy"], 4), "json": _meta("image_text", grid=[32, 32])}
+        for s in sets["image_text"]
+    ]
+    sets["image_text_4"] = [  # a 4x4 grid (16 px under the tiny tokenizer): fast token-by-token sampling
+        {**s, "codes.npy": s["codes.npy"][:16], "json": _meta("image_text", grid=[4, 4])}
         for s in sets["image_text"]
     ]
     for name, samples in sets.items():
