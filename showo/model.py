@@ -62,6 +62,12 @@ def _bounded_int(data: dict[str, Any], key: str, high: int, source: str) -> int:
     return value
 
 
+def _default_objective() -> dict[str, Any]:
+    from showo import objectives
+
+    return objectives.get(objectives.DEFAULT).to_dict()
+
+
 @dataclass
 class ShowOConfig:
     """What a Show-o checkpoint needs besides weights: sizes and the Phi config (a dict)."""
@@ -70,7 +76,7 @@ class ShowOConfig:
     num_image_tokens: int
     max_text_len: int
     llm: dict[str, Any] = field(default_factory=dict)
-    objective: dict[str, Any] = field(default_factory=lambda: {"image": "mtp"})
+    objective: dict[str, Any] = field(default_factory=lambda: _default_objective())
     """The image objective and its settings (`showo.objectives`); what samples this model's images."""
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,10 +1,13 @@
 """Inference picks the checkpoint's own sampler: AR checkpoints sample token by token, MTP ones (and those
 exported before objectives were recorded) with MaskGIT; asking for another sampler is one line, exit 2."""
 
+import copy
+
 import pytest
 import torch
 
 from showo.cli import main
+from showo.errors import ShowoError
 from showo.sampling import ar, maskgit
 from showo.sampling.images import decode_codes, save_grid
 from showo.sampling.pipeline import load_pipeline
@@ -130,3 +133,35 @@ def test_image_embeddings_at_image_positions(small_showo):
     assert torch.equal(other[:, :image], plain[:, :image]) and not torch.allclose(
         other[:, image:], plain[:, image:]
     )
+
+
+def test_mixed_generation_of_an_ar_model_draws_its_frames_token_by_token(small_showo):
+    """Under AR the frames come from the causal decode: cached equals recompute, and the first code equals a
+    greedy pick over the image columns of the logits after `[lvg][bos] caption [soi]` under the causal rule."""
+    from showo import objectives
+    from showo.attention import omni_attention_mask
+    from showo.sampling import mixed
+
+    model = copy.deepcopy(small_showo)
+    model.config.objective = objectives.get("ar").to_dict()
+    vocab, prompter = model.vocab, model.prompter()
+    runs = [
+        mixed.generate(
+            model,
+            prompter,
+            [["a red circle"]],
+            2,
+            generator=torch.Generator().manual_seed(0),
+            use_cache=cache,
+            image_temperature=0.0,
+        )
+        for cache in (True, False)
+    ]
+    assert runs[0][0].captions == runs[1][0].captions and torch.equal(runs[0][0].codes, runs[1][0].codes)
+    caption = prompter.tokenize(["a red circle"])[0]
+    ids = torch.tensor([[vocab.lvg_id, vocab.bos_id, *caption, vocab.soi_id]])
+    with torch.no_grad():
+        logits = model(ids, omni_attention_mask(ids, vocab, "causal"))[0, -1, vocab.image_slice]
+    assert int(runs[0][0].codes[0, 0]) == int(logits.argmax())
+    with pytest.raises(ShowoError, match="takes no schedule option"):
+        mixed.generate(model, prompter, [["x"]], 1, schedule="linear")
