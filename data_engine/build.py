@@ -234,6 +234,9 @@ class Builder:
             "max_pixels": o.max_pixels,
             "max_caption_chars": o.max_caption_chars,
             "batch_size": o.batch_size,
+            # a GPU's convolutions differ from the CPU's in the last bits, enough to flip an LFQ sign near 0
+            # (99.5% of codes agree at the official size): a build does not mix shards of both
+            "encoder_device": self.device.type,
         }
 
     def run(self) -> dict:
