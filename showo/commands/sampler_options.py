@@ -39,37 +39,14 @@ def add_count_arg(parser: Any, name: str, default: int, help: str) -> None:
 
 
 def add_maskgit_args(parser: Any, steps: int, guidance: float) -> None:
-    """MaskGIT knobs shared by generate, inpaint and extrapolate (defaults from the official demos)."""
-    parser.add_argument(
-        "--steps",
-        type=checks.steps,
-        default=steps,
-        help=f"MaskGIT steps T (default {steps}, at most {checks.MAX_STEPS})",
-    )
-    parser.add_argument(
-        "--guidance",
-        type=checks.guidance,
-        default=guidance,
-        help=f"CFG scale w, 0..{checks.MAX_GUIDANCE:g} (default {guidance})",
-    )
-    parser.add_argument(
-        "--temperature",
-        type=checks.temperature,
-        default=1.0,
-        help=f"Gumbel remasking temperature tau0: 0 or {checks.MIN_POSITIVE_TEMPERATURE:g}..{checks.MAX_TEMPERATURE:g}",
-    )
-    parser.add_argument(
-        "--temperature-schedule",
-        default="maskgit",
-        help="maskgit: tau0*(1-t); official: the compounding product of the official sampler",
-    )
-    parser.add_argument("--schedule", default="cosine", help="mask schedule: cosine|linear|pow2|pow3|sigmoid")
-    parser.add_argument(
-        "--draw",
-        choices=("inverse_cdf", "multinomial"),
-        default="inverse_cdf",
-        help="code draw: inverse_cdf (ours), or multinomial to match an official seed's draws",
-    )
+    """MaskGIT knobs of inpaint and extrapolate (canvas editing is MaskGIT's; defaults: the official demos)."""
+    defaults = {
+        "temperature": 1.0,
+        "temperature_schedule": "maskgit",
+        "schedule": "cosine",
+        "draw": "inverse_cdf",
+    }
+    _add_options(parser, guidance, {"steps": steps, **defaults}, token_by_token=False)
 
 
 def add_sampler_args(parser: Any, guidance: float) -> None:
@@ -80,11 +57,16 @@ def add_sampler_args(parser: Any, guidance: float) -> None:
         default=None,
         help="maskgit (MTP checkpoints) or ar (AR checkpoints); default and only choice: the checkpoint's own",
     )
+    _add_options(parser, guidance, {}, token_by_token=True)
+
+
+def _add_options(parser: Any, guidance: float, defaults: dict[str, Any], token_by_token: bool) -> None:
+    """The sampler options; those missing from `defaults` default to None (the sampler's own default)."""
     parser.add_argument(
         "--steps",
         type=checks.steps,
-        default=None,
-        help=f"MaskGIT steps T (default 18, at most {checks.MAX_STEPS})",
+        default=defaults.get("steps"),
+        help=f"MaskGIT steps T (default {defaults.get('steps', 18)}, at most {checks.MAX_STEPS})",
     )
     parser.add_argument(
         "--guidance",
@@ -95,25 +77,33 @@ def add_sampler_args(parser: Any, guidance: float) -> None:
     parser.add_argument(
         "--temperature",
         type=checks.temperature,
-        default=None,
-        help="MaskGIT: Gumbel remasking tau0; AR: code sampling temperature, 0 = greedy (default 1.0)",
+        default=defaults.get("temperature"),
+        help="MaskGIT: Gumbel remasking tau0; AR: code sampling temperature, 0 = greedy (default 1.0; "
+        f"0 or {checks.MIN_POSITIVE_TEMPERATURE:g}..{checks.MAX_TEMPERATURE:g})",
     )
     parser.add_argument(
         "--temperature-schedule",
-        default=None,
+        default=defaults.get("temperature_schedule"),
         help="MaskGIT: maskgit (tau0*(1-t), default) or official (the official compounding product)",
     )
     parser.add_argument(
-        "--schedule", default=None, help="MaskGIT mask schedule: cosine|linear|pow2|pow3|sigmoid"
+        "--schedule",
+        default=defaults.get("schedule"),
+        help="MaskGIT mask schedule: cosine|linear|pow2|pow3|sigmoid",
     )
     parser.add_argument(
         "--draw",
         choices=("inverse_cdf", "multinomial"),
-        default=None,
-        help="MaskGIT code draw (default inverse_cdf)",
+        default=defaults.get("draw"),
+        help="MaskGIT code draw: inverse_cdf (ours, default), or multinomial to match an official seed's draws",
     )
-    parser.add_argument("--top-k", type=checks.count, default=None, help="AR: keep the k most likely codes")
-    parser.add_argument("--top-p", type=checks.temperature, default=None, help="AR: nucleus mass in (0, 1]")
+    if token_by_token:
+        parser.add_argument(
+            "--top-k", type=checks.count, default=None, help="AR: keep the k most likely codes"
+        )
+        parser.add_argument(
+            "--top-p", type=checks.temperature, default=None, help="AR: nucleus mass in (0, 1]"
+        )
 
 
 def sampler_options(args: Any, objective: Any) -> Any:
