@@ -29,7 +29,12 @@ def _add_build(subparsers) -> None:
         help="KIND:PATH with KIND in pairs|jsonl|wds|imagefolder|text|llava|embedded",
     )
     p.add_argument("--out", required=True, help="output directory (created; a rerun resumes it)")
-    p.add_argument("--tokenizer", help="image tokenizer directory or official checkpoint")
+    p.add_argument(
+        "--image-tokenizer",
+        "--tokenizer",  # the earlier name, kept as an alias
+        dest="image_tokenizer",
+        help="image tokenizer directory or official checkpoint",
+    )
     p.add_argument(
         "--resolution", type=int, default=256, help="square side in pixels (256 -> 16x16 codes at f=16)"
     )
@@ -89,7 +94,7 @@ def _run_build(args: argparse.Namespace) -> int:
     options = BuildOptions(
         source=args.source,
         out=args.out,
-        tokenizer=args.tokenizer,
+        tokenizer=args.image_tokenizer,
         resolution=args.resolution,
         recaptioner=args.recaptioner,
         caption_prompt=args.caption_prompt,
@@ -126,14 +131,19 @@ def _add_inspect(subparsers) -> None:
         default=16,
         help=f"how many samples to show (1..{MAX_INSPECT})",
     )
-    p.add_argument("--tokenizer", help="override the tokenizer path the manifest names (identity must match)")
+    p.add_argument(
+        "--image-tokenizer",
+        "--tokenizer",  # the earlier name, kept as an alias
+        dest="image_tokenizer",
+        help="override the image tokenizer path the manifest names (identity must match)",
+    )
     p.set_defaults(func=_run_inspect)
 
 
 def _run_inspect(args: argparse.Namespace) -> int:
     from data_engine.inspection import inspect_shards
 
-    for row in inspect_shards(args.directory, args.grid, args.count, args.tokenizer):
+    for row in inspect_shards(args.directory, args.grid, args.count, args.image_tokenizer):
         print(json.dumps(row, ensure_ascii=False))
     print(f"wrote {args.grid}", file=sys.stderr)
     return 0
