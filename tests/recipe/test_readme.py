@@ -39,3 +39,15 @@ def test_every_recipe_key_is_documented():
         if f"`{key}`" not in section and not (f"`{parent}." in section and f"`.{name}`" in section):
             undocumented.append(key)
     assert not undocumented
+
+
+def test_every_objective_key_is_documented():
+    """Each objective types the `objective` section with its own keys; the README lists them all."""
+    from showo import objectives
+
+    section = README.split("### Keys", 1)[1].split("### Shipped recipes", 1)[0]
+    keys = {
+        key for name in objectives.names() for key in _leaf_keys(objectives.config_type(name), "objective.")
+    }
+    assert "objective.mask_schedule" in keys
+    assert sorted(key for key in keys if f"`{key}`" not in section) == []
