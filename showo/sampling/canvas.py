@@ -53,6 +53,7 @@ def inpaint(
 
     codes: raw codes [B,N] (or [N], broadcast over the prompts); token_mask: bool of the same shape.
     """
+    model.objective.check_sampler("maskgit")  # editing known codes in place is MaskGIT's (MTP checkpoints)
     batch, num_tokens = len(prompts), prompter.num_image_tokens
     codes, token_mask = codes.reshape(-1, codes.shape[-1]), token_mask.reshape(-1, token_mask.shape[-1])
     if codes.shape[-1] != num_tokens or token_mask.shape[-1] != num_tokens:

@@ -165,3 +165,19 @@ def test_mixed_generation_of_an_ar_model_draws_its_frames_token_by_token(small_s
     assert int(runs[0][0].codes[0, 0]) == int(logits.argmax())
     with pytest.raises(ShowoError, match="takes no schedule option"):
         mixed.generate(model, prompter, [["x"]], 1, schedule="linear")
+
+
+def test_canvas_editing_refuses_an_ar_model(small_showo):
+    from showo import objectives
+    from showo.sampling import canvas
+
+    model = copy.deepcopy(small_showo)
+    model.config.objective = objectives.get("ar").to_dict()
+    with pytest.raises(ShowoError, match="sampler 'maskgit' cannot sample a checkpoint trained with the ar"):
+        canvas.inpaint(
+            model,
+            model.prompter(),
+            ["x"],
+            torch.zeros(16, dtype=torch.long),
+            torch.ones(16, dtype=torch.bool),
+        )
