@@ -142,3 +142,29 @@ def test_jsonl_lines_and_fingerprint_match_the_per_shard_index(tmp_path, monkeyp
         for unit in source.units(shard_size):
             got = [(n, r) for _, n, r in source._records(unit)]
             assert as_comparable(got) == as_comparable(read_lines(path, unit.start, unit.stop)), unit
+
+
+def test_partitions_share_one_listing_and_add_up_to_one_run(tmp_path, shards_tokenizer_dir, monkeypatch):
+    from data_engine.build import BuildOptions, build
+
+    corpus.write_pairs(tmp_path / "src")
+    walks = []
+    real_walk = listing._walk
+    monkeypatch.setattr(listing, "_walk", lambda *a, **k: walks.append(1) or real_walk(*a, **k))
+    common = {
+        "resolution": 64,
+        "workers": 0,
+        "threads": 1,
+        "batch_size": 4,
+        "shard_size": 4,
+        "progress": False,
+    }
+    options = {"source": f"pairs:{tmp_path / 'src'}", "tokenizer": str(shards_tokenizer_dir), **common}
+    build(BuildOptions(out=str(tmp_path / "one"), **options))
+    for rank in (0, 1):
+        build(BuildOptions(out=str(tmp_path / "two"), rank=rank, world_size=2, **options))
+    assert len(walks) == 2  # once per output directory, not once per partition
+    names = sorted(p.name for p in (tmp_path / "one").glob("*.tar"))
+    assert len(names) > 2
+    for name in [*names, "manifest.jsonl", "dropped.jsonl"]:
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
