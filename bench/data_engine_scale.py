@@ -73,7 +73,7 @@ def probe(*args: str) -> dict:
 def build_command(out: Path, tokenizer: Path, count: int) -> list[str]:
     return [
         sys.executable, "-m", "data_engine.cli", "build", "--source", "embedded:shapes",
-        "--limit", str(count), "--out", str(out), "--tokenizer", str(tokenizer), "--resolution", "64",
+        "--limit", str(count), "--out", str(out), "--image-tokenizer", str(tokenizer), "--resolution", "64",
         "--shard-size", "1000", "--batch-size", "64", "--no-progress",
     ]  # fmt: skip
 
