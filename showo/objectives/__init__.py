@@ -31,7 +31,7 @@ def names() -> tuple[str, ...]:
 
 
 def objective_class(name: Any, key: str = "objective.image") -> type[ImageObjective]:
-    if name not in _REGISTRY:
+    if not isinstance(name, str) or name not in _REGISTRY:
         raise ShowoError(f"{key} must be one of {', '.join(_REGISTRY)}, got {str(name)[:40]!r}")
     return _REGISTRY[name]
 
