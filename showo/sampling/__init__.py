@@ -13,5 +13,8 @@ Public entry points (image ids are unified ids, `vocab.image_offset + code`; cod
 - `ar.generate(model, prompter, prompts, guidance, temperature, top_k, top_p, generator) -> codes [B,N]`
 - `mixed.generate(model, prompter, captions, frames, steps, ...) -> list[MixedSample(captions, codes)]`
 - `pipeline.load_pipeline(ckpt, image_tokenizer=None, device=None) -> Pipeline` (model, prompter,
-  image tokenizer); `images.decode_codes / encode_image / save_grid / load_image`.
+  image tokenizer, objective): the one checkpoint loader; `images.decode_codes / encode_image / save_grid /
+  load_image`.
+Which image sampler serves a checkpoint is its objective's choice: `model.objective.generate(model, prompter,
+prompts, options, generator)` (`showo.objectives`), never a caller's.
 """
