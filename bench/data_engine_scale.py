@@ -6,8 +6,9 @@ of the whole process tree (the CLI and its DataLoader workers: the sum of their 
 0.2 s; shared pages count once per process, so this over-states), finalize time and additional memory
 (run again on the finished build in a process of its own), resume time of the finished build (in
 process, and the CLI's wall time including Python and torch start-up) and bytes per image. Then
-`finalize` over synthetic records of 1M and 4M samples and the jsonl line index at 1M and 4M lines
-(time and additional memory). CPU milliseconds per image (the build's process tree, start-up included)
+`finalize` over synthetic records of 1M and 4M samples, the jsonl line index at 1M and 4M lines, and the
+listing of a `pairs:` folder of 25,000 and 100,000 images with captions (first listing and reuse by the next
+rank or resume), each with its time and additional memory. CPU milliseconds per image (the build's process tree, start-up included)
 do not depend on what else the machine runs, unlike images/s on a shared machine. One JSON line.
 Run: `.venv/bin/python -m bench.data_engine_scale [--sizes 2000,8000,32000]`.
 """
@@ -144,12 +145,22 @@ def write_jsonl(path: Path, lines: int) -> None:
             handle.write(f'{{"image": "images/{i:08d}.jpg", "caption": "a picture, number {i}"}}\n')
 
 
+def write_pairs(root: Path, images: int, per_folder: int = 2000) -> None:
+    """Tiny stand-in files (the listing reads names and sizes, not pixels): an image and its caption each."""
+    for i in range(images):
+        folder = root / f"d{i // per_folder:04d}"
+        if i % per_folder == 0:
+            folder.mkdir(parents=True)
+        (folder / f"{i:08d}.jpg").write_bytes(b"x" * 16)
+        (folder / f"{i:08d}.txt").write_text("c")
+
+
 def additional_mb(before_rss: int) -> float:
     return round((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before_rss) / 2**20, 1)
 
 
 def run_probe(args: list[str]) -> None:
-    """`--probe finalize DIR` | `--probe resume DIR TOKENIZER N` | `--probe jsonl FILE`: seconds and the
+    """`--probe finalize DIR` | `resume DIR TOKENIZER N` | `jsonl FILE` | `pairs DIR OUT`: seconds and the
     additional peak memory of that step alone (ru_maxrss after it, less the RSS before it)."""
     kind = args[0]
     if kind == "finalize":
@@ -175,6 +186,19 @@ def run_probe(args: list[str]) -> None:
         started = time.perf_counter()
         build(options)
         result = {"seconds": round(time.perf_counter() - started, 2)}
+    elif kind == "pairs":
+        from data_engine.sources import open_source
+
+        out = Path(args[2])
+        out.mkdir()
+        before = psutil.Process().memory_info().rss
+        started = time.perf_counter()
+        source = open_source(f"pairs:{args[1]}")
+        source.attach(out)
+        result = {"seconds": round(time.perf_counter() - started, 2), "entries": len(source)}
+        started = time.perf_counter()
+        open_source(f"pairs:{args[1]}").attach(out)
+        result["reuse_s"] = round(time.perf_counter() - started, 4)
     else:
         from data_engine.sources import open_source
 
@@ -197,6 +221,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=sizes, default=sizes("2000,8000,32000"), help="images per build")
     parser.add_argument("--synthetic", type=sizes, default=sizes("1000000,4000000"), help="finalize samples")
     parser.add_argument("--jsonl-lines", type=sizes, default=sizes("1000000,4000000"), help="jsonl lines")
+    parser.add_argument("--pairs-images", type=sizes, default=sizes("25000,100000"), help="pairs: listing")
     parser.add_argument("--probe", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.probe:
@@ -217,6 +242,10 @@ def main() -> None:
         for n in args.jsonl_lines:
             write_jsonl(work / f"lines-{n}.jsonl", n)
             result["jsonl_index"][str(n)] = probe("jsonl", str(work / f"lines-{n}.jsonl"))
+        result["pairs_listing"] = {}
+        for n in args.pairs_images:
+            write_pairs(work / f"pairs-{n}", n)
+            result["pairs_listing"][str(n)] = probe("pairs", str(work / f"pairs-{n}"), str(work / f"out-{n}"))
     builds = list(result["builds"].values())
     if len(builds) > 1:
         small, large = builds[0], builds[-1]

@@ -62,7 +62,8 @@ def _connect(path: Path, read_only: bool = False) -> sqlite3.Connection:
 
 
 class _Writer:
-    """Streams entries into a staging table (attached from its own file, deleted afterwards)."""
+    """Streams entries into a staging table (attached from its own file, deleted afterwards), in batches
+    of at most 10,000 rows."""
 
     def __init__(self, db: sqlite3.Connection, staging: Path):
         self.db = db
@@ -73,6 +74,8 @@ class _Writer:
         db.execute("CREATE TABLE s.companions(key BLOB, reason TEXT, detail TEXT, stem BLOB)")
         db.execute("CREATE TABLE dirs(key BLOB, mtime_ns INTEGER)")
         self.rows: list[tuple] = []
+        self.stems: list[tuple[bytes]] = []
+        self.companions: list[tuple] = []
 
     def entry(self, group: int, entry: Entry) -> None:
         self.rows.append((group, encode(entry.rel), entry.reason, entry.detail, entry.size))
@@ -81,14 +84,17 @@ class _Writer:
 
     def flush(self) -> None:
         self.db.executemany("INSERT INTO s.entries VALUES (?, ?, ?, ?, ?)", self.rows)
-        self.rows = []
+        self.db.executemany("INSERT OR IGNORE INTO s.stems VALUES (?)", self.stems)
+        self.db.executemany("INSERT INTO s.companions VALUES (?, ?, ?, ?)", self.companions)
+        self.rows, self.stems, self.companions = [], [], []
 
     def stem(self, rel: str) -> None:
-        self.db.execute("INSERT OR IGNORE INTO s.stems VALUES (?)", (encode(_stem(rel)),))
+        self.stems.append((encode(_stem(rel)),))
 
     def companion(self, entry: Entry) -> None:
-        row = (encode(entry.rel), entry.reason, entry.detail, encode(_stem(entry.rel)))
-        self.db.execute("INSERT INTO s.companions VALUES (?, ?, ?, ?)", row)
+        self.companions.append((encode(entry.rel), entry.reason, entry.detail, encode(_stem(entry.rel))))
+        if len(self.companions) >= 10_000:
+            self.flush()
 
     def directory(self, rel: str, mtime_ns: int) -> None:
         self.db.execute("INSERT INTO dirs VALUES (?, ?)", (encode(rel), mtime_ns))
