@@ -30,7 +30,8 @@ from showo.training.optim import build_optimizer
 from showo.vocab import UnifiedVocab
 
 METADATA_KEY = "showo"
-"""Checkpoint entry with what export and init_from need: vocabulary, model config, tokenizer files."""
+"""Checkpoint entry with what export and init_from need: vocabulary, model config (with the image objective
+and its settings, `model_config["objective"]`), tokenizer files."""
 
 
 def tokenizer_files(tokenizer: Any) -> dict[str, str]:
