@@ -10,7 +10,9 @@ def test_build_reads_the_image_tokenizer_flag(capsys, tmp_path, flag):
     argv = ["build", "--out", str(tmp_path / "out"), "--no-progress", "--source", "embedded:shapes"]
     assert main([*argv, flag, str(tmp_path / "absent")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("showo-data: error: ") and "image tokenizer not found" in err and err.count("\n") == 1
+    assert (
+        err.startswith("showo-data: error: ") and "image tokenizer not found" in err and err.count("\n") == 1
+    )
 
 
 def test_the_help_names_the_image_tokenizer(capsys):
