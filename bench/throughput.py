@@ -3,7 +3,8 @@
 The paper's stage-2 rows per GPU (10 t2i + 4 lm + 10 mmu) in the official layout (M = 128 text tokens,
 16x16 codes, L = 387) on a tiny Phi (hidden 128, 4 layers): t2i and mmu texts are the embedded shapes
 captions (what the demo's template recaptioner writes into its shards), lm rows are pydoc text. Both ways run
-our forward (dense omni mask or packed document-aware mask), the labelled-head per-task losses and backward,
+our forward (``ShowO.hidden_states`` with the dense omni mask, or ``showo.packing.packed_hidden_states``,
+what training runs with ``data.pack_tokens``), the labelled-head per-task losses and backward,
 side by side; the per-task losses are checked equal before timing. Also reports the share of 128x128
 attention blocks the omni block mask skips for these layouts, unpacked and packed.
 Run: ``.venv/bin/python -m bench.throughput [--steps 6]``.
@@ -27,7 +28,7 @@ from showo.embedded import shapes
 from showo.losses import gather_labelled, labelled_loss
 from showo.masking import mask_image_tokens
 from showo.model import ShowO
-from showo.packing import pack, packed_attention_mask, packed_block_mask, unpack
+from showo.packing import pack, packed_block_mask, packed_hidden_states
 
 ROWS = {"t2i": 10, "lm": 4, "mmu": 10}
 COEFFS = {"t2i": 1.0, "lm": 0.1, "mmu": 1.0}
@@ -54,18 +55,11 @@ def make_rows(model: ShowO, seed: int) -> list[tuple[str, torch.Tensor, torch.Te
 
 def losses(model: ShowO, rows, packed: bool, budget: int = 0) -> dict[str, torch.Tensor]:
     parts = [(task, ids) for task, ids, _ in rows]
-    ids = torch.cat([p for _, p in parts])
-    decoder = model.llm.get_decoder()
     if packed:
-        rules = [task for task, p in parts for _ in range(len(p))]
-        rows_packed = pack(ids, model.vocab.pad_id, budget=budget or ids.shape[1])
-        mask = packed_attention_mask(rows_packed, ids, rules, model.vocab)
-        out = decoder(input_ids=rows_packed.ids, attention_mask=mask, position_ids=rows_packed.position_ids)
-        hidden = unpack(out.last_hidden_state, rows_packed)
+        hidden = torch.cat(packed_hidden_states(model, parts, budget or parts[0][1].shape[1])[0])
     else:
-        hidden = decoder(
-            input_ids=ids, attention_mask=batch_attention_mask(parts, model.vocab)
-        ).last_hidden_state
+        ids = torch.cat([p for _, p in parts])
+        hidden = model.hidden_states(ids, batch_attention_mask(parts, model.vocab))
     labels = torch.cat([lab for _, _, lab in rows])
     layout = {task: len(p) for task, p in parts}
     picked = gather_labelled(

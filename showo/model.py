@@ -272,14 +272,18 @@ class ShowO(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         image_embeds: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The final (layer-normed) hidden states; ``self.llm.lm_head`` of them gives ``forward``'s logits.
 
-        Training applies the head only where a position has a target (``showo.losses.gather_labelled``).
+        Training applies the head only where a position has a target (``showo.losses.gather_labelled``);
+        ``position_ids`` restart per sample in packed rows (``showo.packing``).
         """
         mask = self._cast_mask(attention_mask)
         inputs = self.input_embeddings(input_ids, image_embeds)
-        return self.llm.get_decoder()(**inputs, attention_mask=mask, use_cache=False).last_hidden_state
+        return self.llm.get_decoder()(
+            **inputs, attention_mask=mask, position_ids=position_ids, use_cache=False
+        ).last_hidden_state
 
     @property
     def objective(self) -> Any:

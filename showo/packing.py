@@ -66,12 +66,16 @@ def first_fit_decreasing(lengths: Sequence[int], budget: int) -> list[list[int]]
 
 
 def pack(input_ids: torch.Tensor, pad_id: int, budget: int) -> PackedRows:
-    """Pack the non-pad tokens of ``input_ids`` ``[N, L]`` into rows of ``budget`` tokens."""
+    """Pack the non-pad tokens of ``input_ids`` ``[N, L]`` into rows of ``budget`` tokens.
+
+    The bookkeeping runs on the CPU (a few small tensors per sample); the result lives on the ids' device.
+    """
+    device = input_ids.device
+    input_ids = input_ids.cpu()
     keep = input_ids != pad_id
     lengths = keep.sum(1).tolist()
     rows = first_fit_decreasing(lengths, budget)
     width = max(sum(lengths[i] for i in row) for row in rows) if rows else 0
-    device = input_ids.device
     sample = torch.full((len(rows), width), -1, dtype=torch.long, device=device)
     source = torch.zeros_like(sample)
     position = torch.zeros_like(sample)
@@ -84,11 +88,12 @@ def pack(input_ids: torch.Tensor, pad_id: int, budget: int) -> PackedRows:
             n = lengths[i]
             sample[r, start : start + n] = i
             source[r, start : start + n] = columns[i]
-            position[r, start : start + n] = torch.arange(n, device=device)
+            position[r, start : start + n] = torch.arange(n)
             segments[r].append((i, start, n))
             start += n
     ids = torch.where(sample >= 0, input_ids[sample.clamp(min=0), source], pad_id)
-    return PackedRows(ids, position, sample, source, (input_ids.shape[0], input_ids.shape[1]), segments)
+    shape = (input_ids.shape[0], input_ids.shape[1])
+    return PackedRows(ids, position, sample, source, shape, segments).to(device)
 
 
 def _rule_index(rules: Sequence[str]) -> tuple[list[str], list[int]]:
@@ -132,7 +137,7 @@ def packed_attention_mask(
     for i, name in enumerate(names):
         rows = torch.tensor([r for r, k in enumerate(index) if k == i], device=unpacked_ids.device)
         own[rows] = omni_attention_mask(unpacked_ids[rows], vocab, name, dtype).squeeze(1)
-    keep = unpacked_ids != vocab.pad_id
+    keep = (unpacked_ids != vocab.pad_id).cpu()
     rows, width = packed.ids.shape
     mask = torch.full((rows, width, width), torch.finfo(dtype).min, dtype=dtype, device=packed.ids.device)
     mask.diagonal(dim1=1, dim2=2).masked_fill_(packed.sample < 0, 0.0)
@@ -172,3 +177,26 @@ def unpack(hidden: torch.Tensor, packed: PackedRows) -> torch.Tensor:
     where = packed.sample >= 0
     out[packed.sample[where], packed.source[where]] = hidden[where]
     return out
+
+
+def packed_hidden_states(
+    model: Any, parts: Sequence[tuple[str, torch.Tensor]], budget: int
+) -> list[torch.Tensor]:
+    """``model.hidden_states`` of rows given as (attention rule, ids ``[B, L_i]``), computed packed.
+
+    Rows of every length (mixed rows are longer) go into one pool; each part's hidden states come back in
+    its padded layout ``[B, L_i, H]``, zeros at the pads (which carry no target); also returns how many
+    positions the transformer ran (the packed rows' size, for throughput telemetry).
+    """
+    pad = model.vocab.pad_id
+    width = max(ids.shape[1] for _, ids in parts)
+    ids = torch.cat([torch.nn.functional.pad(p, (0, width - p.shape[1]), value=pad) for _, p in parts])
+    rules = [rule for rule, p in parts for _ in range(len(p))]
+    packed = pack(ids, pad, budget)
+    if model.uses_flex:
+        mask = packed_block_mask(packed, ids, rules, model.vocab)
+    else:
+        mask = packed_attention_mask(packed, ids, rules, model.vocab)
+    hidden = unpack(model.hidden_states(packed.ids, mask, position_ids=packed.position_ids), packed)
+    out = [h[:, : p.shape[1]] for h, (_, p) in zip(hidden.split([len(p) for _, p in parts]), parts)]
+    return out, packed.ids.numel()

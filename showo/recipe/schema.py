@@ -155,11 +155,16 @@ class DataConfig:
     allow_shard_change: bool = False
     """Resume even when a stream's shards differ from those the checkpoint was trained on (a shard deleted
     from a glob, one added, one rewritten); off by default because the run would silently read other data."""
+    pack_tokens: int = 0
+    """Sequence packing: 0 keeps the official padded rows; N drops the pads and packs each step's samples
+    (every task) into rows of N tokens with per-sample attention and positions (`showo.packing`). N must
+    hold the longest row (L, or a mixed row); about 1.5 L lets two image samples share a row."""
 
     def check(self, key: str) -> None:
         _positive(f"{key}.resolution", self.resolution)
         _non_negative(f"{key}.num_workers", self.num_workers)
         _non_negative(f"{key}.shuffle_buffer", self.shuffle_buffer)
+        _non_negative(f"{key}.pack_tokens", self.pack_tokens)
         if not self.streams:
             raise ShowoError(f"{key}.streams must define at least one task stream ({', '.join(TASKS)})")
 
@@ -330,6 +335,16 @@ class ShowoRecipe:
         if not self.resume:
             raise ShowoError("resume must be auto, never or a checkpoint path")
         grid = self.model.image_grid
+        if self.data.pack_tokens:
+            mixed = self.data.streams.get("mixed")
+            frames = mixed.max_frames if mixed is not None else 1
+            longest = max(
+                self.model.seq_len, self.model.max_text_len + 1 + frames * (self.model.num_image_tokens + 2)
+            )
+            if self.data.pack_tokens < longest:
+                raise ShowoError(
+                    f"data.pack_tokens {self.data.pack_tokens} is shorter than the longest row ({longest} tokens)"
+                )
         if self.data.resolution % grid[0] or self.data.resolution % grid[1]:
             raise ShowoError(
                 f"data.resolution {self.data.resolution} is not divisible by model.image_grid {list(grid)}"

@@ -25,6 +25,7 @@ from showo.attention import batch_attention_mask, batch_block_mask
 from showo.errors import ShowoError
 from showo.losses import Labelled, gather_labelled
 from showo.model import ShowO
+from showo.packing import packed_hidden_states
 from showo.recipe.schema import ShowoRecipe
 from showo.training.optim import build_optimizer
 from showo.vocab import UnifiedVocab
@@ -57,6 +58,8 @@ class ShowoModule(pl.LightningModule):
         self.metrics: dict[str, torch.Tensor] = {}
         self.save_hyperparameters({"recipe": OmegaConf.to_container(OmegaConf.structured(recipe))})
         self._grad_norm: torch.Tensor | None = None
+        self.positions_run = 0
+        """Positions the transformer ran in the last step (packed rows drop the pads): the MFU numerator."""
         if recipe.model.compile:
             self.model.llm.get_decoder().compile()
 
@@ -75,8 +78,14 @@ class ShowoModule(pl.LightningModule):
         return torch.Generator(device=self.device).manual_seed(seed)
 
     def task_hidden(self, rows: Mapping[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        """Final hidden states per task, one forward per row length (multi-frame mixed rows are longer)."""
+        """Final hidden states per task: one forward per row length (multi-frame mixed rows are longer), or
+        one forward over packed rows with `data.pack_tokens`."""
         hidden: dict[str, torch.Tensor] = {}
+        if self.recipe.data.pack_tokens:
+            parts = [(self.objective.attention(t), ids) for t, (ids, _) in rows.items()]
+            out, self.positions_run = packed_hidden_states(self.model, parts, self.recipe.data.pack_tokens)
+            return dict(zip(rows, out))
+        self.positions_run = sum(ids.numel() for ids, _ in rows.values())
         by_length: dict[int, list[str]] = {}
         for task, (ids, _) in rows.items():
             by_length.setdefault(ids.shape[1], []).append(task)

@@ -25,8 +25,10 @@ def peak_memory_gib(device: torch.device) -> float:
 class StepTimer(pl.Callback):
     """Logs, every `log_every` steps, where the wall time of a step went and how much each stream moved.
 
-    MFU counts ``flops_per_token`` (6 x parameters, as ``showo recipe plan`` does) for every row token, pads
-    included (the hardware computes them), over ``peak_tflops`` per device; without a peak it is not logged.
+    ``perf/tokens_per_s`` counts the positions the transformer ran (the module's ``positions_run``: pads
+    included, the hardware computes them; packed rows have few), ``perf/nonpad_tokens_per_s`` the samples'
+    own tokens. MFU counts ``flops_per_token`` (6 x parameters, as ``showo recipe plan`` does) for every
+    position run, over ``peak_tflops`` per device; without a peak it is not logged.
     """
 
     def __init__(
@@ -58,13 +60,13 @@ class StepTimer(pl.Callback):
             return
         world = trainer.world_size
         metrics = {"perf/data_wait_s": self._wait, "perf/compute_s": compute, "perf/step_s": step_time}
-        every, nonpad = 0, 0
+        nonpad = 0
         for task, rows in batch.items():
             tokens = int((rows["input_ids"] != self.pad_id).sum()) * world
-            every += rows["input_ids"].numel() * world
             nonpad += tokens
             metrics[f"perf/samples_per_s_{task}"] = rows["samples"] * world / step_time
             metrics[f"perf/tokens_per_s_{task}"] = tokens / step_time
+        every = getattr(pl_module, "positions_run", 0) * world
         metrics["perf/tokens_per_s"] = every / step_time
         metrics["perf/nonpad_tokens_per_s"] = nonpad / step_time
         if self.peak_tflops:

@@ -4,9 +4,12 @@ tokenizer, and recipes built from dicts; all built once per session."""
 from __future__ import annotations
 
 import os
+import random
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -212,6 +215,29 @@ def run_train(recipe: Path, *overrides: str, nproc: int = 1, timeout: int = 300,
     if check and proc.returncode != 0:
         raise AssertionError(f"train failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return proc
+
+
+def kill_after_first_checkpoint(recipe: Path, run_dir: Path) -> int:
+    """Start `showo train` in a process, SIGKILL it somewhere after its first checkpoint (possibly mid-save);
+    returns the step of the last complete checkpoint."""
+    from showo.training.checkpoint import list_checkpoints
+
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "showo.cli", "train", str(recipe)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 240
+    while not list_checkpoints(run_dir) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(random.uniform(0.0, 0.4))
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return int(list_checkpoints(run_dir)[-1].name[5:13])
 
 
 def scalars(run_dir: Path, tag: str) -> dict[int, float]:

@@ -3,13 +3,6 @@ SIGKILL, and its checkpoint exports to a directory `ShowO.from_pretrained` loads
 
 from __future__ import annotations
 
-import os
-import random
-import signal
-import subprocess
-import sys
-import time
-
 import numpy as np
 import pytest
 import torch
@@ -17,7 +10,7 @@ import torch
 from showo.cli import main
 from showo.training.checkpoint import list_checkpoints
 from tests.training.conftest import BASELINE_STEPS as STEPS
-from tests.training.conftest import REPO, scalars, write_recipe
+from tests.training.conftest import kill_after_first_checkpoint, scalars, write_recipe
 
 
 def test_training_lowers_the_loss_and_logs_every_stream(baseline):
@@ -76,23 +69,8 @@ def test_sigkill_then_resume_reproduces_the_uninterrupted_losses(baseline, tmp_p
     recipe = dict(baseline["dict"], run={**baseline["dict"]["run"], "output_dir": str(tmp_path / "runs")})
     path = write_recipe(tmp_path / "recipe.yaml", recipe)
     run_dir = tmp_path / "runs" / "tiny"
-    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "showo.cli", "train", str(path)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 240
-    while not list_checkpoints(run_dir) and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    time.sleep(random.uniform(0.0, 0.4))  # somewhere after step 3, possibly mid-save
-    assert proc.poll() is None, "the run finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    resumed_from = kill_after_first_checkpoint(path, run_dir)
     last = list_checkpoints(run_dir)[-1]
-    resumed_from = int(last.name[5:13])
     assert 3 <= resumed_from < STEPS
     assert main(["train", str(path)]) == 0  # in-process: one interpreter start less
     assert f"resuming from {last}" in capsys.readouterr().out
