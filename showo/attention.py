@@ -136,3 +136,52 @@ def batch_block_mask(
     build = torch.compile(create_block_mask) if compiled else create_block_mask
     batch, length = ids.shape
     return build(mask_mod, B=batch, H=None, Q_LEN=length, KV_LEN=length, device=ids.device)
+
+
+def dense_to_block_mask(mask: torch.Tensor) -> Any:
+    """A FlexAttention ``BlockMask`` allowing exactly the zeros of an additive mask ``[B, 1, Q, KV]``.
+
+    For the samplers, whose masks are slices of the omni mask over a KV cache (queries are the new
+    positions, keys every cached one): the same rule reaches a flex model without a second description.
+    """
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    ok = mask[:, 0] == 0
+
+    def mask_mod(b: torch.Tensor, h: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        return ok[b, q, k]
+
+    batch, queries, keys = ok.shape
+    return create_block_mask(mask_mod, B=batch, H=None, Q_LEN=queries, KV_LEN=keys, device=mask.device)
+
+
+def flex_attention_kernel(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: Any,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """The attention of models built with ``attn_implementation="flex"`` (registered with transformers).
+
+    On accelerators it is transformers' own flex path (``torch.compile``d); on a CPU it runs torch's eager
+    flex kernel instead, because inductor's CPU flex template fails to build for some decoding shapes (one
+    query over a KV cache) in torch 2.13.
+    """
+    if query.device.type != "cpu":
+        from transformers.integrations.flex_attention import flex_attention_forward
+
+        return flex_attention_forward(
+            module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
+        )
+    from torch.nn.attention.flex_attention import BlockMask, flex_attention
+
+    if not isinstance(attention_mask, BlockMask):
+        raise ShowoError(f"a flex model needs a FlexAttention BlockMask, got {type(attention_mask).__name__}")
+    out = flex_attention(
+        query, key, value, block_mask=attention_mask, scale=scaling, enable_gqa=query.shape[1] != key.shape[1]
+    )
+    return out.transpose(1, 2).contiguous(), None

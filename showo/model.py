@@ -27,8 +27,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
-from transformers import AutoTokenizer, PhiConfig, PhiForCausalLM
+from transformers import AttentionInterface, AutoTokenizer, PhiConfig, PhiForCausalLM
 
+from showo.attention import flex_attention_kernel
 from showo.errors import ShowoError
 from showo.prompting import Prompter
 from showo.safeio import first_line, read_json_object, read_safetensors
@@ -39,7 +40,8 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 VOCAB_NAME = "vocab.json"
 # Recipe spellings -> transformers' names.
-ATTN_IMPLEMENTATIONS = {"flex": "flex_attention"}
+ATTN_IMPLEMENTATIONS = {"flex": "showo_flex"}
+AttentionInterface.register("showo_flex", flex_attention_kernel)
 MAX_PARAMS = 100_000_000_000
 """Configs describing more parameters are refused before anything is allocated (a hostile or mistyped
 config.json would otherwise allocate until memory runs out)."""
@@ -322,6 +324,15 @@ class ShowO(nn.Module):
                 f" {embeds.shape[-1]}"
             )
         return {"inputs_embeds": embeds.masked_scatter(where.unsqueeze(-1), picked.to(embeds.dtype))}
+
+    def kernel_mask(self, mask: torch.Tensor | Any) -> torch.Tensor | Any:
+        """The mask in the form this model's attention takes: a dense additive mask as is for sdpa/eager, as a
+        FlexAttention ``BlockMask`` for flex (a BlockMask passes through)."""
+        if self.uses_flex and isinstance(mask, torch.Tensor):
+            from showo.attention import dense_to_block_mask
+
+            return dense_to_block_mask(mask)
+        return mask
 
     @property
     def uses_flex(self) -> bool:

@@ -56,7 +56,8 @@ def generate(
     codes = []
     for index in tqdm(range(num_tokens), desc="ar", disable=not progress, leave=False):
         if step is None:
-            logits = model(ids, omni_attention_mask(ids, vocab, "causal", dtype))[:, -1].float()
+            mask = model.kernel_mask(omni_attention_mask(ids, vocab, "causal", dtype))
+            logits = model(ids, mask)[:, -1].float()
         image_logits = guided(logits[:, offset : offset + size], batch, guidance)
         code = next_token(image_logits, temperature, top_k, top_p, generator)
         codes.append(code)

@@ -39,7 +39,7 @@ def hidden_step(
     decoder = model.llm.get_decoder()
     out = decoder(
         input_ids=ids,
-        attention_mask=mask,
+        attention_mask=model.kernel_mask(mask),
         position_ids=positions,
         use_cache=True,
         **{_cache_argument(type(decoder)): cache},

@@ -50,11 +50,12 @@ def grid_logits(
         torch.arange(soi, soi + num_tokens + 2, device=ids.device).unsqueeze(0).expand(ids.shape[0], -1)
     )
     end = soi + num_tokens + 2
+    mask = model.kernel_mask(mask[:, :, soi:end, :end] if prefix is not None else mask)
 
     def image_logits(current: torch.Tensor, select: torch.Tensor) -> torch.Tensor:
         ids[:, img] = current.repeat(ids.shape[0] // current.shape[0], 1)
         if prefix is not None:
-            hidden = prefix(ids[:, soi:end], mask[:, :, soi:end, :end], positions)[:, 1 : 1 + num_tokens]
+            hidden = prefix(ids[:, soi:end], mask, positions)[:, 1 : 1 + num_tokens]
             return model.head_logits(hidden[select], codes)
         return model(ids, mask)[:, img, codes][select]
 

@@ -95,7 +95,7 @@ class Sequence:
     def next_logits(self) -> torch.Tensor:
         if self.step is not None:
             return self.last_logits
-        return self.model(self.ids, self._mask(self.ids))[:, -1].float()
+        return self.model(self.ids, self.model.kernel_mask(self._mask(self.ids)))[:, -1].float()
 
 
 @torch.no_grad()

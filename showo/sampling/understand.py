@@ -44,7 +44,9 @@ class _Recompute:
         mask = omni_attention_mask(self.ids, self.model.vocab, "mmu", dtype=model_dtype(self.model))
         positions = _positions(self.ids, self.pad_id)
         return (
-            self.model.llm(input_ids=self.ids, attention_mask=mask, position_ids=positions)
+            self.model.llm(
+                input_ids=self.ids, attention_mask=self.model.kernel_mask(mask), position_ids=positions
+            )
             .logits[:, -1]
             .float()
         )
