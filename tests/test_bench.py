@@ -38,4 +38,7 @@ def test_gpu_benchmarks_run_on_the_cpu_at_tiny_size_and_skip_without_cuda(capsys
     assert sdpa["seq_len"] == 16 + 16 + 3 and sdpa["tokens_per_s"] > sdpa["nonpad_tokens_per_s"] > 0
     assert 0 < sdpa["pad_fraction"] < 1
     gpu_tokenizer.main([])
-    assert json.loads(capsys.readouterr().out.strip()) == {"bench": "gpu_tokenizer", "skipped": "no CUDA device"}
+    assert json.loads(capsys.readouterr().out.strip()) == {
+        "bench": "gpu_tokenizer",
+        "skipped": "no CUDA device",
+    }
