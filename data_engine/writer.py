@@ -29,6 +29,7 @@ import webdataset as wds
 from numpy.lib import format as npy_format
 
 from showo.errors import ShowoError
+from showo.safeio import sha256_file
 
 RECORDS_DIR = "records"
 FAILPOINT_ENV = "SHOWO_DATA_FAILPOINT"
@@ -125,14 +126,6 @@ def atomic_write(path: Path, data: bytes) -> None:
     except OSError as err:
         tmp.unlink(missing_ok=True)
         raise write_error("", path, err) from None
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class _Digesting:
