@@ -20,6 +20,7 @@ from data_engine.manifest import MANIFEST_FILE, REPORT_FILE, read_manifest
 from data_engine.writer import sha256_file
 from showo.data.reader import CodeSpec, read_shards
 from showo.errors import ShowoError
+from showo.tasks import SAMPLE_KINDS
 
 
 @dataclass(frozen=True)
@@ -85,8 +86,10 @@ def manifest_shards(directory: str | Path) -> tuple[Path, list[ManifestShard]]:
 
 def _meta(shard: ManifestShard, sample: dict) -> dict:
     meta = sample.get("json")
-    if meta is None or not isinstance(meta.get("task"), str):
-        raise ShowoError(f"shard {shard.path}: sample {sample['__key__']!r} has no json member with a task")
+    if meta is None or meta.get("task") not in SAMPLE_KINDS:
+        raise ShowoError(
+            f"shard {shard.path}: sample {sample['__key__']!r} needs a json task, one of {', '.join(SAMPLE_KINDS)}"
+        )
     return meta
 
 

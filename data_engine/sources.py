@@ -26,6 +26,7 @@ from data_engine.decode import Reject, safe_member_name
 from data_engine.listing import Listing, build_index, index_file, read_meta
 from data_engine.paths import Entry, class_folders, read_under, real_root
 from showo.errors import ShowoError
+from showo.tasks import SAMPLE_KINDS
 
 IMAGE_EXTENSIONS = frozenset({"jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"})
 CAPTION_EXTENSIONS = ("txt", "caption", "text")
@@ -44,7 +45,8 @@ seeks to the checkpoint before its first line and reads on from there."""
 @dataclass
 class RawSample:
     """One input as a source hands it over: encoded image bytes (`data`) or generated pixels
-    (`images`, several for a keyframe sequence), the source's own caption, task metadata, or a reject."""
+    (`images`, several for a keyframe sequence), the source's own caption, its kind (`task`, one of
+    `showo.tasks.SAMPLE_KINDS`) and metadata, or a reject."""
 
     position: int
     source: str
@@ -55,6 +57,9 @@ class RawSample:
     template: str | None = None
     meta: dict = field(default_factory=dict)
     reject: Reject | None = None
+
+    def __post_init__(self) -> None:
+        assert self.task in SAMPLE_KINDS, f"sample kind {self.task!r} is not one of {SAMPLE_KINDS}"
 
 
 @dataclass(frozen=True)

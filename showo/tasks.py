@@ -18,3 +18,8 @@ INTERLEAVED_TASKS: tuple[str, ...] = ("mixed",)
 """Captions and frames alternating; the prompter aligns the labels to the logits."""
 IMAGE_TASKS: tuple[str, ...] = GENERATION_TASKS + INTERLEAVED_TASKS
 """Tasks whose images the objective prepares and scores; the others keep their own rows and masks."""
+
+SAMPLE_KINDS: tuple[str, ...] = ("image_text", "class", "lm", "instruct", "mixed")
+"""What one shard sample holds: the ``task`` field of its json, written by the data engine. A kind is not
+a stream: a recipe points streams at shards (``image_text`` shards feed ``t2i`` and ``mmu``, ``class``
+shards ``c2i``); the last three kinds are read by the stream of the same name."""

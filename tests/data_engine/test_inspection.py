@@ -98,6 +98,17 @@ def test_verify_checks_each_sample_grid_against_the_manifest(capsys, tmp_path, s
     )
 
 
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_an_unknown_sample_kind_is_one_line(capsys, tmp_path, shapes_shards, command):
+    def rekind(members):
+        key = second_key(members)
+        meta = json.loads(dict(members)[f"{key}.json"])
+        return replace("json", json.dumps({**meta, "task": "t2i"}).encode())(members)
+
+    directory = tampered(shapes_shards, tmp_path / "d", rekind)  # a stream name is not a sample kind
+    assert "needs a json task, one of image_text, class" in run(capsys, command, directory, tmp_path)
+
+
 def test_verify_checks_sample_counts(capsys, tmp_path, shapes_shards):
     directory = tampered(shapes_shards, tmp_path / "d", lambda members: members)
     lines = (directory / "manifest.jsonl").read_text().splitlines()
