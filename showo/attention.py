@@ -36,7 +36,8 @@ RULES = ("t2i", "lm", "mmu", "mixed", "causal")
 TASK_ALIASES = {"c2i": "t2i", "t2i_gen": "t2i", "instruct": "mmu", "mmu_gen": "mmu"}
 
 
-def _task(task: str) -> str:
+def rule_name(task: str) -> str:
+    """The mask rule of a task (aliases resolved); an unknown name is a one-line error."""
     task = TASK_ALIASES.get(task, task)
     if task not in RULES:
         raise ShowoError(f"unknown attention rule {task!r}; expected one of {', '.join(RULES)}")
@@ -74,7 +75,7 @@ def omni_attention_mask(
     input_ids: torch.Tensor, vocab: UnifiedVocab, task: str, dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:
     """Additive float mask ``[B, 1, L, L]`` for rows of one task."""
-    task = _task(task)
+    task = rule_name(task)
     if input_ids.dim() != 2:
         raise ShowoError(f"input_ids must be [B, L], got shape {tuple(input_ids.shape)}")
     batch, length = input_ids.shape
@@ -102,7 +103,7 @@ def omni_block_mask(input_ids: torch.Tensor, vocab: UnifiedVocab, task: str) -> 
     """
     from torch.nn.attention.flex_attention import create_block_mask
 
-    task = _task(task)
+    task = rule_name(task)
     roles = token_roles(input_ids, vocab)
 
     def mask_mod(b: torch.Tensor, h: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -121,7 +122,7 @@ def batch_block_mask(
     """
     from torch.nn.attention.flex_attention import create_block_mask
 
-    parts = [(_task(task), ids) for task, ids in parts if len(ids)]
+    parts = [(rule_name(task), ids) for task, ids in parts if len(ids)]
     ids = torch.cat([p for _, p in parts])
     roles = token_roles(ids, vocab)
     rules = [task for task, _ in parts]

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from showo.attention import _task, allowed, omni_attention_mask, token_roles
+from showo.attention import allowed, omni_attention_mask, rule_name, token_roles
 from showo.errors import ShowoError
 from showo.vocab import UnifiedVocab
 
@@ -76,7 +76,7 @@ def pack(input_ids: torch.Tensor, pad_id: int, budget: int) -> PackedRows:
     lengths = keep.sum(1).tolist()
     rows = first_fit_decreasing(lengths, budget)
     width = max(sum(lengths[i] for i in row) for row in rows) if rows else 0
-    sample = torch.full((len(rows), width), -1, dtype=torch.long, device=device)
+    sample = torch.full((len(rows), width), -1, dtype=torch.long)
     source = torch.zeros_like(sample)
     position = torch.zeros_like(sample)
     columns = [keep[i].nonzero().squeeze(1) for i in range(len(lengths))]
@@ -97,8 +97,8 @@ def pack(input_ids: torch.Tensor, pad_id: int, budget: int) -> PackedRows:
 
 
 def _rule_index(rules: Sequence[str]) -> tuple[list[str], list[int]]:
-    names = sorted({_task(r) for r in rules})
-    return names, [names.index(_task(r)) for r in rules]
+    names = sorted({rule_name(r) for r in rules})
+    return names, [names.index(rule_name(r)) for r in rules]
 
 
 def _packed_allowed(
