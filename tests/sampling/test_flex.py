@@ -10,7 +10,7 @@ import torch
 from transformers import PhiForCausalLM
 
 from showo.model import ShowO, phi_config
-from showo.sampling import ar, maskgit, understand
+from showo.sampling import ar, maskgit, mixed, understand
 
 
 @pytest.fixture(scope="module")
@@ -70,3 +70,22 @@ def test_understanding_tokens_are_identical(pair):
     questions = ["What is it?", "Describe the picture in detail."]
     out = [quiet(understand.decode_ids, m, m.prompter(), images, questions, 8) for m in pair]
     assert out[0] == out[1]
+
+
+def test_mixed_generation_is_identical(pair):
+    captions = [["a red circle", "the circle moves right"]]
+    out = [
+        quiet(
+            mixed.generate,
+            m,
+            m.prompter(),
+            captions,
+            2,
+            steps=3,
+            temperature=1.0,
+            top_k=30,
+            generator=torch.Generator().manual_seed(0),
+        )[0]
+        for m in pair
+    ]
+    assert out[0].captions == out[1].captions and torch.equal(out[0].codes, out[1].codes)
