@@ -45,20 +45,21 @@ def generate(
     ids = guided_rows(prompter, prompts, masked, guidance)
     ids = ids[:, : ids.shape[1] - num_tokens - 1].to(device)  # the prompt through [soi]
     rows, dtype = ids.shape[0], model_dtype(model)
+    offset, size = vocab.image_offset, vocab.codebook_size
+    codes_only = slice(offset, offset + size)
     step = None
-    if use_cache:
+    if use_cache:  # the head runs only on the image-code columns (the next token is always a code)
         positions = torch.arange(ids.shape[1], device=device).unsqueeze(0).expand(rows, -1)
         mask = omni_attention_mask(ids, vocab, "causal", dtype)
-        step = TokenStep(model, ids, mask, positions, vocab.pad_id)
+        step = TokenStep(model, ids, mask, positions, vocab.pad_id, columns=codes_only)
         logits = step.first
 
-    offset, size = vocab.image_offset, vocab.codebook_size
     codes = []
     for index in tqdm(range(num_tokens), desc="ar", disable=not progress, leave=False):
         if step is None:
             mask = model.kernel_mask(omni_attention_mask(ids, vocab, "causal", dtype))
-            logits = model(ids, mask)[:, -1].float()
-        image_logits = guided(logits[:, offset : offset + size], batch, guidance)
+            logits = model(ids, mask)[:, -1, codes_only].float()
+        image_logits = guided(logits, batch, guidance)
         code = next_token(image_logits, temperature, top_k, top_p, generator)
         codes.append(code)
         if index == num_tokens - 1:
