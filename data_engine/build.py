@@ -11,7 +11,6 @@ shards depend on each other, so they are written and listed in `duplicates_acros
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections import Counter
@@ -24,7 +23,9 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from data_engine.decode import bomb_limit
+from data_engine.finished import FINISHED_FILE, record_finished
 from data_engine.manifest import BUILD_FILE, DATASET_FILES, check_build, check_unrecorded, finalize
+from data_engine.options import DEDUP_MODES, BuildOptions, check_numbers, partition
 from data_engine.outdir import make_output_dir, metadata_lock, partition_lock
 from data_engine.prepare import Prepared, PrepareDataset, PrepareOptions, SourceFailed, UnitEnd, passthrough
 from data_engine.recaption import Captioner, make_captioner
@@ -42,85 +43,7 @@ from data_engine.writer import (
 from showo.device import resolve_device
 from showo.errors import ShowoError
 
-DEDUP_MODES = ("none", "sha1", "codes")
 EMPTY_RECAPTION = "empty_recaption"
-
-
-@dataclass
-class BuildOptions:
-    """Everything `showo-data build` accepts (see `data_engine.cli` for the flags)."""
-
-    source: str
-    out: str
-    tokenizer: str | None = None
-    resolution: int = 256
-    recaptioner: str = "keep"
-    caption_prompt: str | None = None
-    caption_max_tokens: int = 48
-    shard_size: int = 1000
-    name: str | None = None
-    rank: int | None = None
-    world_size: int | None = None
-    batch_size: int = 32
-    workers: int | None = None
-    dedup: str = "sha1"
-    min_size: int = 32
-    max_pixels: int | None = None
-    max_caption_chars: int = 8192
-    image_root: str | None = None
-    split: str = "train"
-    limit: int | None = None
-    progress: bool = True
-    device: str = "auto"
-    threads: int | None = None
-    verify: bool = False
-
-
-# flag: (smallest, largest or None); sizes past these are typos that would exhaust memory or processes
-LIMITS = {
-    "shard_size": (1, None),
-    "batch_size": (1, 65536),
-    "workers": (0, 256),
-    "threads": (1, 1024),
-    "resolution": (1, 4096),
-    "limit": (1, None),
-    "min_size": (0, None),
-    "max_caption_chars": (1, None),
-    "caption_max_tokens": (1, 4096),
-}
-
-
-def check_numbers(options: BuildOptions) -> None:
-    """Range-check the numeric flags before anything is opened or allocated."""
-    for name, (low, high) in LIMITS.items():
-        value = getattr(options, name)
-        if value is None:
-            continue
-        if value < low or (high is not None and value > high):
-            bound = f"in {low}..{high}" if high is not None else f"at least {low}"
-            raise ShowoError(f"--{name.replace('_', '-')} {value} must be {bound}")
-
-
-def _env_int(names: tuple[str, str], default: int) -> int:
-    env = os.environ
-    name = next((n for n in names if n in env), None)
-    if name is None:
-        return default
-    try:
-        return int(env[name])
-    except ValueError:
-        raise ShowoError(f"environment variable {name}={env[name][:40]!r} is not an integer") from None
-
-
-def partition(rank: int | None, world_size: int | None) -> tuple[int, int]:
-    """Explicit `--rank/--world-size`, else torchrun's RANK/WORLD_SIZE, else SLURM's, else (0, 1)."""
-    if world_size is None:
-        world_size = _env_int(("WORLD_SIZE", "SLURM_NTASKS"), 1)
-    if rank is None:
-        rank = _env_int(("RANK", "SLURM_PROCID"), 0)
-    if world_size < 1 or not 0 <= rank < world_size:
-        raise ShowoError(f"partition rank {rank} is not within world size {world_size}")
-    return rank, world_size
 
 
 @dataclass
@@ -259,9 +182,11 @@ class Builder:
             if todo:
                 self._encode_units(todo)
             with metadata_lock(self.out):
-                for name in DATASET_FILES:
+                for name in (*DATASET_FILES, FINISHED_FILE):
                     remove_temporaries(self.out / name)
                 report = finalize(self.out, settings, self.paths)
+                if report is not None:
+                    record_finished(self.out, self.options, self.source, [p.name for p in self.paths])
         if report is None:
             return {"partition": [self.rank, self.world_size], "shards_done": len(mine), "complete": False}
         return report

@@ -89,7 +89,8 @@ def _add_build(subparsers) -> None:
 
 
 def _run_build(args: argparse.Namespace) -> int:
-    from data_engine.build import BuildOptions, build
+    from data_engine.finished import finished_report
+    from data_engine.options import BuildOptions
 
     options = BuildOptions(
         source=args.source,
@@ -117,7 +118,17 @@ def _run_build(args: argparse.Namespace) -> int:
         threads=args.threads,
         verify=args.verify,
     )
-    print(json.dumps(build(options)))
+    report = finished_report(options)
+    if report is None:
+        from data_engine.build import build
+
+        report = build(options)
+    elif options.progress:
+        print(
+            f"showo-data: {options.out} is complete and nothing it depends on changed (--verify re-hashes)",
+            file=sys.stderr,
+        )
+    print(json.dumps(report))
     return 0
 
 

@@ -27,7 +27,9 @@ REPORT_FILE = "report.json"
 DROPPED_FILE = "dropped.jsonl"
 REPEATS_FILE = "duplicates_across_shards.jsonl"
 INDEX_FILE = "finalize.sqlite"
-DATASET_FILES = (MANIFEST_FILE, REPORT_FILE, DROPPED_FILE, REPEATS_FILE, INDEX_FILE)
+OUTPUT_FILES = (MANIFEST_FILE, REPORT_FILE, DROPPED_FILE, REPEATS_FILE)
+"""What a complete build holds besides its shards and records."""
+DATASET_FILES = (*OUTPUT_FILES, INDEX_FILE)
 CACHE_KIB = 32 * 1024
 """SQLite's page cache for the repeats index: the memory finalize may use, whatever the build's size."""
 

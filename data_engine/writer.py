@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import webdataset as wds
 from numpy.lib import format as npy_format
 
 from showo.errors import ShowoError
@@ -184,6 +183,8 @@ def record_path(shard: Path) -> Path:
 
 def write_shard(job: ShardJob) -> dict:
     """Write the tar under a temporary name, rename it, then write its record (the commit point)."""
+    import webdataset as wds  # imports torch: only a build that writes pays for it (see data_engine.finished)
+
     tmp = temporary(job.path)
     try:
         with open(tmp, "wb") as handle:

@@ -15,11 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from showo.errors import ShowoError
+
+if TYPE_CHECKING:
+    import torch
 
 
 class StoredRecord:
@@ -54,6 +55,8 @@ def load_weights_only(file: str | Path, what: str = "checkpoint", mmap: bool = F
 
     `mmap=True` reads only the pickled structure (tensor data stays on disk): a cheap loadability check.
     """
+    import torch  # lazily: sha256_file and the JSON readers serve torch-free callers
+
     try:
         with torch.serialization.safe_globals(STAND_INS):
             return torch.load(str(file), map_location="cpu", weights_only=True, mmap=mmap)
