@@ -1,9 +1,11 @@
 """`showo-data build`: sources -> safe decode + Show-o transform (DataLoader workers) -> recaption ->
-batched encode under inference mode -> shards written on a background thread.
+batched encode under inference mode (image codes or VAE latents, see `encoders`) -> shards written on a
+background thread.
 
 Shards are units of the input order (see `sources`), partitions take every `world_size`-th unit, and a
 shard whose record exists is skipped, so reruns resume, partitions add up to one run, and every batch
-is formed from one unit's inputs only (the same batches, hence the same codes, however the work runs).
+is formed from one unit's inputs only (the same batches, hence the same codes or latents, however the
+work runs).
 Exact duplicates (sha1 of the image bytes; optionally identical code sequences) are dropped within a
 shard and recorded in `dropped.jsonl`; duplicates in different shards cannot be dropped without making
 shards depend on each other, so they are written and listed in `duplicates_across_shards.jsonl`.
@@ -23,9 +25,10 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from data_engine.decode import bomb_limit
+from data_engine.encoders import ImageEncoder, load_encoder
 from data_engine.finished import FINISHED_FILE, record_finished
 from data_engine.manifest import BUILD_FILE, DATASET_FILES, check_build, check_unrecorded, finalize
-from data_engine.options import DEDUP_MODES, BuildOptions, check_numbers, partition
+from data_engine.options import DEDUP_MODES, BuildOptions, check_encoder, check_numbers, partition
 from data_engine.outdir import make_output_dir, metadata_lock, partition_lock
 from data_engine.prepare import Prepared, PrepareDataset, PrepareOptions, SourceFailed, UnitEnd, passthrough
 from data_engine.recaption import Captioner, make_captioner
@@ -71,6 +74,7 @@ class Builder:
                 f"unknown dedup mode {options.dedup!r}; expected one of {', '.join(DEDUP_MODES)}"
             )
         check_numbers(options)
+        check_encoder(options)
         if options.max_pixels is not None and not 0 < options.max_pixels <= bomb_limit():
             raise ShowoError(f"--max-pixels must be in 1..{bomb_limit()} (Pillow's decompression-bomb limit)")
         self.source: Source = open_source(
@@ -89,7 +93,10 @@ class Builder:
         self.captioner: Captioner = make_captioner(
             options.recaptioner, options.caption_prompt, options.caption_max_tokens, self.device
         )
-        self.tokenizer = self._load_tokenizer()
+        self.encoder: ImageEncoder = load_encoder(
+            options.tokenizer, options.vae, options.resolution, self.device
+        )
+        self.grid = self.encoder.grid
         if self.captioner.needs_template and not self.source.has_templates:
             raise ShowoError(
                 f"the template recaptioner needs embedded: or imagefolder: data, not {self.source.kind}:"
@@ -110,24 +117,6 @@ class Builder:
             raise ShowoError(f"source {self.source.spec} holds no inputs")
         self.paths = [self.out / f"{self.name}-{u.index:06d}.tar" for u in self.units]
 
-    def _load_tokenizer(self):
-        from showo.tokenizer import load_image_tokenizer
-
-        if self.options.tokenizer is None:
-            raise ShowoError("--tokenizer PATH is required (an image tokenizer directory or checkpoint)")
-        tokenizer = load_image_tokenizer(self.options.tokenizer)
-        factor, resolution = tokenizer.downsample_factor, self.options.resolution
-        if resolution <= 0 or resolution % factor:
-            raise ShowoError(
-                f"--resolution {resolution} is not a multiple of the tokenizer's downsample factor {factor}"
-            )
-        if tokenizer.codebook_size > 2**16:
-            raise ShowoError(
-                f"codebook of {tokenizer.codebook_size} codes does not fit the uint16 code format"
-            )
-        self.grid = [resolution // factor, resolution // factor]
-        return tokenizer.to(self.device).eval()
-
     def settings(self) -> dict:
         """What shard bytes depend on; a rerun must match it exactly (checked against build.json)."""
         o = self.options
@@ -140,11 +129,8 @@ class Builder:
             "units": len(self.units),
             "resolution": o.resolution,
             "grid": self.grid,
-            "tokenizer": {
-                "path": str(Path(o.tokenizer).resolve()),
-                "identity": self.tokenizer.identity(),
-                "codebook_size": self.tokenizer.codebook_size,
-            },
+            "image_format": self.encoder.image_format,
+            self.encoder.settings_key: self.encoder.describe(),
             "transform": {
                 "name": "showo_transform",
                 "resize": "bicubic short side",
@@ -158,7 +144,8 @@ class Builder:
             "max_caption_chars": o.max_caption_chars,
             "batch_size": o.batch_size,
             # a GPU's convolutions differ from the CPU's in the last bits, enough to flip an LFQ sign near 0
-            # (99.5% of codes agree at the official size): a build does not mix shards of both
+            # (99.5% of codes agree at the official size) or a latent's last float16 bit: a build does not
+            # mix shards of both
             "encoder_device": self.device.type,
         }
 
@@ -269,7 +256,7 @@ class Builder:
         batch, state.pending = state.pending, []
         if not batch:
             return
-        codes = self._encode([p.pixels for p in batch])
+        images = self._encode([p.pixels for p in batch])
         texts: list[str | None] = [None] * len(batch)
         visual = [i for i, p in enumerate(batch) if p.pixels is not None]
         if visual and (self.captioner.needs_rgb or self.captioner.needs_template):
@@ -278,11 +265,12 @@ class Builder:
             )
             for i, text in zip(visual, made):
                 texts[i] = text
-        for item, code, text in zip(batch, codes, texts):
-            self._add_sample(state, item, code, text)
+        for item, image, text in zip(batch, images, texts):
+            self._add_sample(state, item, image, text)
 
     def _encode(self, pixels: list[torch.Tensor | None]) -> list[np.ndarray | None]:
-        """All frames of the batch in one encoder call; returns [F, h*w] uint16 per input (None: text)."""
+        """All frames of the batch in one encoder call; returns the F frames' stored arrays per input
+        ([F, h*w] uint16 codes or [F, C, h, w] float16 latents; None: text)."""
         present = [p for p in pixels if p is not None]
         if not present:
             return [None] * len(pixels)
@@ -293,7 +281,7 @@ class Builder:
         else:
             pixels_in = torch.cat(present)
         with torch.inference_mode():
-            flat = self.tokenizer.encode(pixels_in).cpu().numpy().astype(np.uint16)
+            flat = self.encoder.encode(pixels_in)
         out, offset = [], 0
         for p in pixels:
             if p is None:
@@ -307,12 +295,13 @@ class Builder:
     def _add_sample(
         self, state: _UnitState, item: Prepared, frames: np.ndarray | None, recaption: str | None
     ) -> None:
-        """Codes are stored as [h*w] per image, [F, h*w] for a keyframe sequence (task `mixed`)."""
-        codes = frames if frames is None or item.task == "mixed" else frames[0]
+        """One image is stored as its frame ([h*w] codes, [C, h, w] latents), a keyframe sequence (task
+        `mixed`) as all its frames ([F, h*w], [F, C, h, w])."""
+        image = frames if frames is None or item.task == "mixed" else frames[0]
         key = f"{self.name}-{state.unit.index:06d}-{item.position:06d}"
         drop = {"position": item.position, "source": item.source}
-        if codes is not None and self.options.dedup == "codes":
-            position, first = state.seen_codes.setdefault(codes.tobytes(), (item.position, item.source))
+        if image is not None and self.options.dedup == "codes":
+            position, first = state.seen_codes.setdefault(image.tobytes(), (item.position, item.source))
             if position != item.position:
                 state.dropped.append({**drop, "reason": "duplicate", "detail": f"codes of {first}"})
                 return
@@ -322,7 +311,7 @@ class Builder:
         txt = item.caption if recaption is None else recaption
         meta: dict = {"task": item.task, "source": item.source}
         captions = None
-        if codes is not None:
+        if image is not None:
             meta.update(orig_size=item.orig_size, crop=item.crop, sha1=item.sha1, grid=self.grid)
             recaptions = (
                 []
@@ -330,11 +319,11 @@ class Builder:
                 else [{"captioner": self.captioner.id, "prompt": self.captioner.prompt, "text": recaption}]
             )
             captions = {"original": item.caption, "recaptions": recaptions}
-            state.images += int(codes.shape[0]) if codes.ndim == 2 else 1
+            state.images += len(image) if item.task == "mixed" else 1
         else:
             meta.update(sha1=item.sha1, chars=len(txt or ""))
         meta.update(item.meta)
-        state.samples.append(EncodedSample(key, txt or "", meta, codes, captions))
+        state.samples.append(EncodedSample(key, txt or "", meta, image, captions, self.encoder.member))
         state.tasks[item.task] += 1
 
     def _finish(self, state: _UnitState, inputs: int) -> ShardJob:

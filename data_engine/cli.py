@@ -1,6 +1,6 @@
 """`showo-data build | inspect | stats`: the offline data engine's command line.
 
-A `ShowoError` (bad source, missing tokenizer, unknown kind, ...) prints one line
+A `ShowoError` (bad source, missing tokenizer or VAE, unknown kind, ...) prints one line
 `showo-data: error: <message>` and exits 2, like argparse usage errors.
 """
 
@@ -21,7 +21,8 @@ def _add_build(subparsers) -> None:
     p = subparsers.add_parser(
         "build",
         help="encode a source into WebDataset shards",
-        description="Decode, transform, recaption and encode a source into shards + manifest.jsonl + report.json.",
+        description="Decode, transform, recaption and encode a source into shards + manifest.jsonl + report.json"
+        " (image codes with --image-tokenizer, continuous VAE latents with --vae).",
     )
     p.add_argument(
         "--source",
@@ -33,7 +34,11 @@ def _add_build(subparsers) -> None:
         "--image-tokenizer",
         "--tokenizer",  # the earlier name, kept as an alias
         dest="image_tokenizer",
-        help="image tokenizer directory or official checkpoint",
+        help="image tokenizer directory or official checkpoint (shards hold codes.npy)",
+    )
+    p.add_argument(
+        "--vae",
+        help="diffusers AutoencoderKL directory: shards hold its raw latents (latents.npy, float16) instead",
     )
     p.add_argument(
         "--resolution", type=int, default=256, help="square side in pixels (256 -> 16x16 codes at f=16)"
@@ -96,6 +101,7 @@ def _run_build(args: argparse.Namespace) -> int:
         source=args.source,
         out=args.out,
         tokenizer=args.image_tokenizer,
+        vae=args.vae,
         resolution=args.resolution,
         recaptioner=args.recaptioner,
         caption_prompt=args.caption_prompt,
@@ -133,7 +139,7 @@ def _run_build(args: argparse.Namespace) -> int:
 
 
 def _add_inspect(subparsers) -> None:
-    p = subparsers.add_parser("inspect", help="decode shard codes back to an image grid")
+    p = subparsers.add_parser("inspect", help="decode shard codes or latents back to an image grid")
     p.add_argument("directory")
     p.add_argument("--grid", required=True, type=checks.output_file, help="output PNG")
     p.add_argument(
@@ -148,13 +154,14 @@ def _add_inspect(subparsers) -> None:
         dest="image_tokenizer",
         help="override the image tokenizer path the manifest names (identity must match)",
     )
+    p.add_argument("--vae", help="override the VAE path the manifest names (identity must match)")
     p.set_defaults(func=_run_inspect)
 
 
 def _run_inspect(args: argparse.Namespace) -> int:
     from data_engine.inspection import inspect_shards
 
-    for row in inspect_shards(args.directory, args.grid, args.count, args.image_tokenizer):
+    for row in inspect_shards(args.directory, args.grid, args.count, args.image_tokenizer, args.vae):
         print(json.dumps(row, ensure_ascii=False))
     print(f"wrote {args.grid}", file=sys.stderr)
     return 0
@@ -166,7 +173,8 @@ def _add_stats(subparsers) -> None:
     p.add_argument(
         "--verify",
         action="store_true",
-        help="also check every shard's sha256, sample count and each sample's grid against the manifest",
+        help="also check every shard's sha256, sample count and each sample's grid against the manifest"
+        " (latents: dtype and shape are checked always)",
     )
     p.set_defaults(func=_run_stats)
 

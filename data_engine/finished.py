@@ -2,9 +2,9 @@
 
 A pipeline reruns every step, so rerunning a complete build must cost about nothing. Its real work is
 small (records and sizes, see `writer.finished_record`), but the build module needs torch for the
-tokenizer's identity (a hash of its weights), and importing torch takes seconds. When a build completes,
-`record_finished` writes `finished.json`: the options that shape the output, a sha256 of every file of the
-image tokenizer (and of a recaptioning model), the source's spec and fingerprint, the shard names, and the
+tokenizer's or VAE's identity (a hash of its weights), and importing torch takes seconds. When a build
+completes, `record_finished` writes `finished.json`: the options that shape the output, a sha256 of every
+file of the image tokenizer or VAE directory (and of a recaptioning model), the source's spec and fingerprint, the shard names, and the
 sha256 of build.json and report.json. A rerun whose options and files hash the same, whose shards all have
 their records and sizes and whose source is unchanged is answered from report.json here. Anything else,
 `--verify` included, goes through the full build, which stays the authority: this file is only a cache of
@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from data_engine.manifest import BUILD_FILE, OUTPUT_FILES, REPORT_FILE
-from data_engine.options import BuildOptions, check_numbers, partition
+from data_engine.options import BuildOptions, check_encoder, check_numbers, partition
 from data_engine.outdir import metadata_lock
 from data_engine.sources import Source, open_source
 from data_engine.writer import atomic_write, dumps_json, finished_record
@@ -75,6 +75,7 @@ def _inputs(options: BuildOptions) -> dict:
         "options": {name: getattr(options, name) for name in OUTPUT_OPTIONS},
         "image_root": None if options.image_root is None else str(Path(options.image_root).resolve()),
         "tokenizer": _files(options.tokenizer),
+        "vae": _files(options.vae),
         "recaptioner": _files(model),
     }
 
@@ -112,9 +113,10 @@ def finished_report(options: BuildOptions) -> dict | None:
     """report.json of the build in `options.out` when it is complete and this rerun would change nothing;
     None when the full build must decide (it resumes, rebuilds or refuses)."""
     check_numbers(options)
+    check_encoder(options)
     partition(options.rank, options.world_size)
     out = Path(options.out)
-    if options.verify or options.tokenizer is None or not (out / FINISHED_FILE).is_file():
+    if options.verify or not (out / FINISHED_FILE).is_file():
         return None
     with metadata_lock(out):
         try:

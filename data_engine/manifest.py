@@ -30,6 +30,8 @@ INDEX_FILE = "finalize.sqlite"
 OUTPUT_FILES = (MANIFEST_FILE, REPORT_FILE, DROPPED_FILE, REPEATS_FILE)
 """What a complete build holds besides its shards and records."""
 DATASET_FILES = (*OUTPUT_FILES, INDEX_FILE)
+MANIFEST_KEYS = ("image_format", "tokenizer", "vae", "transform", "resolution", "grid", "captioner")
+"""The build settings every manifest line repeats (those present: a build has a tokenizer or a VAE)."""
 CACHE_KIB = 32 * 1024
 """SQLite's page cache for the repeats index: the memory finalize may use, whatever the build's size."""
 
@@ -50,6 +52,8 @@ def check_build(out: Path, settings: dict) -> None:
             previous = None
         if not isinstance(previous, dict):
             previous = None
+        elif "image_format" not in previous and "tokenizer" in previous:
+            previous = {**previous, "image_format": "codes"}  # written before builds could store latents
         if previous != settings:
             changed = sorted(k for k in settings if previous is None or previous.get(k) != settings.get(k))
             raise ShowoError(
@@ -193,7 +197,6 @@ def finalize(out: Path, settings: dict, shard_paths: list[Path]) -> dict | None:
     totals are counters, lines go straight to temporaries, sha1s to an on-disk index."""
     if not all(record_path(path).is_file() for path in shard_paths):
         return None  # a partition is still running: do not read anything yet
-    manifest_keys = ("tokenizer", "transform", "resolution", "grid", "captioner")
     staged = _Staged(out, (MANIFEST_FILE, DROPPED_FILE, REPEATS_FILE))
     index = _Index(out)
     reasons: Counter[str] = Counter()
@@ -211,7 +214,7 @@ def finalize(out: Path, settings: dict, shard_paths: list[Path]) -> dict | None:
                 "samples": record["samples"],
                 "sha256": record["sha256"],
                 "bytes": record["bytes"],
-                **{k: settings[k] for k in manifest_keys},
+                **{k: settings[k] for k in MANIFEST_KEYS if k in settings},
                 "source": record["source"],
                 "inputs": record["inputs"],
                 "tasks": record["tasks"],

@@ -18,6 +18,7 @@ class BuildOptions:
     source: str
     out: str
     tokenizer: str | None = None
+    vae: str | None = None
     resolution: int = 256
     recaptioner: str = "keep"
     caption_prompt: str | None = None
@@ -64,6 +65,24 @@ def check_numbers(options: BuildOptions) -> None:
         if value < low or (high is not None and value > high):
             bound = f"in {low}..{high}" if high is not None else f"at least {low}"
             raise ShowoError(f"--{name.replace('_', '-')} {value} must be {bound}")
+
+
+def check_encoder(options: BuildOptions) -> None:
+    """Exactly one image encoder: an image tokenizer (codes) or a VAE (latents), and a dedup mode that
+    means something for what it writes."""
+    if options.tokenizer is not None and options.vae is not None:
+        raise ShowoError(
+            "--vae and --image-tokenizer/--tokenizer are mutually exclusive: a build stores codes or latents"
+        )
+    if options.tokenizer is None and options.vae is None:
+        raise ShowoError(
+            "--tokenizer PATH is required (an image tokenizer directory or checkpoint, for codes), "
+            "or --vae PATH (a diffusers VAE directory, for latents)"
+        )
+    if options.vae is not None and options.dedup == "codes":
+        raise ShowoError(
+            "--dedup codes compares code sequences; a --vae build stores latents: use sha1 or none"
+        )
 
 
 def _env_int(names: tuple[str, str], default: int) -> int:

@@ -145,15 +145,21 @@ class _Digesting:
         self.handle.flush()
 
 
+IMAGE_MEMBERS = {"codes.npy": np.dtype(np.uint16), "latents.npy": np.dtype(np.float16)}
+"""The shard contract's image members and their stored dtypes."""
+
+
 @dataclass
 class EncodedSample:
-    """One finished sample: raw codes (uint16; [h*w] or [F, h*w]) or None for text-only samples."""
+    """One finished sample: its image as the encoder stores it under `member` (`codes.npy`: uint16
+    [h*w] or [F, h*w]; `latents.npy`: float16 [C, h, w] or [F, C, h, w]), or None for text-only samples."""
 
     key: str
     txt: str
     meta: dict
-    codes: np.ndarray | None = None
+    image: np.ndarray | None = None
     captions: dict | None = None
+    member: str = "codes.npy"
 
     def members(self) -> dict[str, bytes | str]:
         out: dict[str, bytes | str] = {
@@ -161,8 +167,9 @@ class EncodedSample:
             "txt": self.txt.encode("utf-8"),
             "json": dumps_json(self.meta),
         }
-        if self.codes is not None:
-            out["codes.npy"] = dumps_npy(self.codes.astype(np.uint16))
+        if self.image is not None:
+            assert self.image.dtype == IMAGE_MEMBERS[self.member], (self.member, self.image.dtype)
+            out[self.member] = dumps_npy(self.image)
         if self.captions is not None:
             out["captions.json"] = dumps_json(self.captions)
         return out
