@@ -66,6 +66,7 @@ def load_recipe(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Showo
     if schema is ShowoRecipe:  # the objective section is typed by the objective the chain names last
         cfg.objective = OmegaConf.structured(_objective_type(layers, overrides))
     from_base: dict[str, str | None] = {}  # dotted key -> the base file that set it last, if one did
+    layers = _objective_switch(layers)
     for index, (source, layer) in enumerate(layers):
         is_base = index < len(layers) - 1
         cfg = _merge(cfg, layer, source, echo=not is_base)
@@ -387,6 +388,23 @@ def _objective_type(layers: list[tuple[str, dict]], overrides: Sequence[str]) ->
         return objectives.config_type(name)
     except ShowoError as err:
         raise ShowoError(f"{where}: {err}") from None
+
+
+def _objective_switch(layers: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """A recipe file that names another objective than its bases starts the `objective` section afresh (the
+    bases' keys belong to the objective they named); their other sections still apply. An override that
+    switches objectives does not: keys of the file's objective are then an error, as a mistyped key is."""
+    current, switch = None, 0
+    for index, (_, layer) in enumerate(layers):
+        section = layer.get("objective") if isinstance(layer, dict) else None
+        if isinstance(section, dict) and "image" in section:
+            if current is not None and section["image"] != current:
+                switch = index
+            current = section["image"]
+    return [
+        (source, {k: v for k, v in layer.items() if k != "objective"} if index < switch else layer)
+        for index, (source, layer) in enumerate(layers)
+    ]
 
 
 def _check_streams(recipe: ShowoRecipe, path: str | os.PathLike) -> None:

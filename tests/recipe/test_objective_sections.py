@@ -30,6 +30,16 @@ def test_a_derived_recipe_can_switch_objectives_and_its_keys_follow(valid_recipe
     assert type(load_recipe(to_ar).objective) is ARConfig
 
 
+def test_a_derived_recipe_naming_another_objective_replaces_the_base_section(valid_recipe, write_recipe):
+    mtp = {"image": "mtp", "mask_schedule": "linear", "min_mask_rate": 0.2, "cond_dropout_prob": 0.3}
+    write_recipe({**valid_recipe, "objective": mtp, "optim": {**valid_recipe["optim"], "lr": 0.5}}, "b.yaml")
+    recipe = load_recipe(write_recipe({"base": "b.yaml", "objective": {"image": "ar"}}, "ar.yaml"))
+    assert type(recipe.objective) is ARConfig and recipe.objective.cond_dropout_prob == 0.1  # not the base's
+    assert recipe.optim.lr == 0.5  # the base's other sections still apply
+    back = load_recipe(write_recipe({"base": "ar.yaml", "objective": {"image": "mtp"}}, "mtp.yaml"))
+    assert type(back.objective) is MTPConfig and back.objective.mask_schedule == "cosine"
+
+
 @pytest.mark.parametrize(
     ("objective", "overrides", "cause"),
     [
