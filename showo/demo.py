@@ -170,10 +170,15 @@ def _retarget(path: str, out: Path) -> str:
 
 
 def stage_recipe(stage: str, out: Path, overrides: tuple[str, ...], scale: float = 1.0):
-    """A tiny recipe with its inputs and run directories moved under `out` (the shipped ones name demo_out/)."""
+    """A tiny stage's recipe with its inputs and run directories moved under `out`."""
+    return recipe_under(RECIPE_DIR / f"{stage}.yaml", out, overrides, scale)
+
+
+def recipe_under(path: Path, out: Path, overrides: tuple[str, ...], scale: float = 1.0):
+    """A recipe with its inputs and run directories moved under `out` (the shipped ones name demo_out/)."""
     from showo.recipe import load_recipe
 
-    recipe = load_recipe(RECIPE_DIR / f"{stage}.yaml", list(overrides))
+    recipe = load_recipe(path, list(overrides))
     scaled(recipe.optim, scale)
     recipe.run.output_dir = str(out / "runs")
     recipe.model.llm = _retarget(recipe.model.llm, out)
@@ -185,6 +190,9 @@ def stage_recipe(stage: str, out: Path, overrides: tuple[str, ...], scale: float
             stream.shards = [_retarget(p, out) for p in stream.shards]
     if recipe.init_from:
         recipe.init_from = str(out / "runs" / Path(recipe.init_from).name)
+    vae = getattr(recipe.objective, "vae", None)  # a continuous-latent objective decodes with its VAE
+    if isinstance(vae, str):
+        recipe.objective.vae = _retarget(vae, out)
     return recipe
 
 

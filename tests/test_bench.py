@@ -42,3 +42,34 @@ def test_gpu_benchmarks_run_on_the_cpu_at_tiny_size_and_skip_without_cuda(capsys
         "bench": "gpu_tokenizer",
         "skipped": "no CUDA device",
     }
+
+
+def test_the_objectives_comparison_runs_each_objective_on_one_world(tmp_path, capsys):
+    """`python -m bench.objectives` at the smoke budget: every objective trained on the same world, judged by
+    the digits classifier, a JSON with each one's costs and a PNG sheet a reader opens."""
+    import json
+
+    from PIL import Image
+
+    from bench import objectives
+
+    summary = objectives.main(["--objectives", "mtp,ar", "--budget", "smoke", "--out", str(tmp_path)])
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed == summary == json.loads((tmp_path / "compare" / "objectives.json").read_text())
+    for name in ("mtp", "ar"):
+        result = summary["objectives"][name]
+        assert 0.0 <= result["digits_accuracy"] <= 1.0 and result["train_cpu_s_per_step"] > 0
+        assert result["sampling_cpu_s_per_image"] > 0 and result["image_positions_per_image"] == 256
+    assert (
+        summary["objectives"]["mtp"]["sampler"] == "maskgit"
+        and summary["objectives"]["ar"]["sampler"] == "ar"
+    )
+    assert summary["objectives"]["mtp"]["flops_per_step"] == summary["objectives"]["ar"]["flops_per_step"]
+    with Image.open(summary["sheet"]) as sheet:
+        assert sheet.format == "PNG" and sheet.height > 0
+    (tmp_path / "models").rename(tmp_path / "models-first")  # a rerun reuses the world and the runs
+    again = objectives.main(["--objectives", "ar", "--budget", "smoke", "--out", str(tmp_path)])
+    assert (
+        again["objectives"]["ar"]["train_cpu_s_per_step"]
+        == summary["objectives"]["ar"]["train_cpu_s_per_step"]
+    )
