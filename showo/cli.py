@@ -24,6 +24,7 @@ COMMANDS: tuple[str, ...] = (
     "caption",
     "inpaint",
     "extrapolate",
+    "interleave",
     "eval",
 )
 

@@ -264,6 +264,10 @@ def _ext(*extra: str) -> list[str]:
     ]
 
 
+def _int(*extra: str) -> list[str]:
+    return ["interleave", "--ckpt", "{model}", "--prompt", "x", "--out", "{root}/sequence", *extra]
+
+
 def _eval(*extra: str) -> list[str]:
     return ["eval", "--ckpt", "{model}", "--suite", "digits", *extra]
 
@@ -361,6 +365,16 @@ SHOWO_CASES: dict[str, list[str]] = {
     "extrapolate-offset-out-of-grid": _ext("--offset", "100", "--device", "cpu"),
     "extrapolate-prompt-count": _ext("--direction", "left,up,down", "--prompt", "y"),
     "extrapolate-image-garbage": _ext("--image", "{garbage}"),
+    # interleave
+    "interleave-frames-zero": _int("--frames", "0"),
+    "interleave-frames-huge": _int("--frames", str(10**9)),
+    "interleave-prompts-over-frames": _int("--prompt", "y", "--frames", "1"),
+    "interleave-guidance": _int("--guidance", "2"),
+    "interleave-out-is-a-file": _int("--out", "{garbage}"),
+    "interleave-caption-room": _int("--frames", "64", "--device", "cpu"),
+    "interleave-out-unwritable": _int(
+        "--out", "/proc/sequence", "--frames", "1", "--steps", "1", "--device", "cpu"
+    ),
     # eval
     "eval-unknown-suite": ["eval", "--ckpt", "{model}", "--suite", "imagenet"],
     "eval-steps-zero": _eval("--steps", "0"),

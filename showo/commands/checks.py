@@ -27,6 +27,8 @@ MAX_TEMPERATURE = 100.0
 MIN_POSITIVE_TEMPERATURE = 1e-4
 """Below this, logits / temperature can overflow float32 and the softmax becomes NaN."""
 MAX_NEW_TOKENS = 4096
+MAX_FRAMES = 64
+"""Images in one interleaved sequence (`showo interleave`); the model's caption budget usually binds first."""
 MAX_SEED = 2**64 - 1
 """torch.Generator.manual_seed takes 64 bits."""
 MAX_GRID = 4096
@@ -83,6 +85,7 @@ steps = integer(1, MAX_STEPS)
 count = integer(1, MAX_N)
 guidance = number(0.0, MAX_GUIDANCE)
 max_new_tokens = integer(1, MAX_NEW_TOKENS)
+frames = integer(1, MAX_FRAMES)
 top_k = integer(1, MAX_TOP_K)
 vocab_size = integer(1, MAX_VOCAB)
 _top_p = number(0.0, 1.0)

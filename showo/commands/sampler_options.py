@@ -49,9 +49,10 @@ def add_maskgit_args(parser: Any, steps: int, guidance: float) -> None:
     _add_options(parser, guidance, {"steps": steps, **defaults}, token_by_token=False)
 
 
-def add_sampler_args(parser: Any, guidance: float) -> None:
+def add_sampler_args(parser: Any, guidance: float | None) -> None:
     """`--sampler` and the options of every image sampler; each takes only its own (a MaskGIT-only option
-    given to an AR checkpoint is an error, not silently dropped). Unset ones take the sampler's defaults."""
+    given to an AR checkpoint is an error, not silently dropped). Unset ones take the sampler's defaults.
+    `guidance` None: no `--guidance` (a command whose images are drawn without a null condition)."""
     parser.add_argument(
         "--sampler",
         default=None,
@@ -60,7 +61,7 @@ def add_sampler_args(parser: Any, guidance: float) -> None:
     _add_options(parser, guidance, {}, token_by_token=True)
 
 
-def _add_options(parser: Any, guidance: float, defaults: dict[str, Any], token_by_token: bool) -> None:
+def _add_options(parser: Any, guidance: float | None, defaults: dict[str, Any], token_by_token: bool) -> None:
     """The sampler options; those missing from `defaults` default to None (the sampler's own default)."""
     parser.add_argument(
         "--steps",
@@ -68,12 +69,13 @@ def _add_options(parser: Any, guidance: float, defaults: dict[str, Any], token_b
         default=defaults.get("steps"),
         help=f"MaskGIT steps T (default {defaults.get('steps', 18)}, at most {checks.MAX_STEPS})",
     )
-    parser.add_argument(
-        "--guidance",
-        type=checks.guidance,
-        default=guidance,
-        help=f"CFG scale w, 0..{checks.MAX_GUIDANCE:g} (default {guidance})",
-    )
+    if guidance is not None:
+        parser.add_argument(
+            "--guidance",
+            type=checks.guidance,
+            default=guidance,
+            help=f"CFG scale w, 0..{checks.MAX_GUIDANCE:g} (default {guidance})",
+        )
     parser.add_argument(
         "--temperature",
         type=checks.temperature,
@@ -101,16 +103,14 @@ def _add_options(parser: Any, guidance: float, defaults: dict[str, Any], token_b
         parser.add_argument(
             "--top-k", type=checks.count, default=None, help="AR: keep the k most likely codes"
         )
-        parser.add_argument(
-            "--top-p", type=checks.temperature, default=None, help="AR: nucleus mass in (0, 1]"
-        )
+        parser.add_argument("--top-p", type=checks.top_p, default=None, help="AR: nucleus mass in (0, 1]")
 
 
 def sampler_options(args: Any, objective: Any) -> Any:
     """The checkpoint's sampler and its options from parsed arguments (checked before weights load)."""
     objective.check_sampler(args.sampler)
     names = ("steps", "guidance", "temperature", "temperature_schedule", "schedule", "draw", "top_k", "top_p")
-    return objective.options(**{name: getattr(args, name) for name in names})
+    return objective.options(**{name: getattr(args, name, None) for name in names})
 
 
 def add_out_arg(parser: Any, default: str, help: str) -> None:

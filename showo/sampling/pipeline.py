@@ -51,6 +51,15 @@ class Pipeline:
     def generator(self, seed: int) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(seed)
 
+    def decode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Sampled images (what the objective's `generate` or `sample_frame` gives, stacked) -> pixels
+        [B,3,H,W] in [-1,1], by the image tokenizer loaded with the checkpoint."""
+        from showo.sampling.images import decode_codes
+
+        if self.image_tokenizer is None:
+            raise ShowoError("no image tokenizer loaded")
+        return decode_codes(self.image_tokenizer, images, self.grid)
+
 
 def find_image_tokenizer(ckpt: Path, explicit: str | Path | None) -> Path:
     if explicit is not None:

@@ -103,7 +103,7 @@ def test_a_recorded_objective_is_checked_like_a_recipe(sampling_ckpt, tmp_path, 
     from showo.model import ShowO
 
     for objective, cause in [
-        ({"image": "diffusion"}, "objective.image must be one of mtp, ar"),
+        ({"image": "nonesuch"}, "objective.image must be one of mtp, ar"),
         ({"image": "mtp", "mask_schedule": "cosh"}, "mask_schedule"),
         ({"image": "ar", "mask_schedule": "cosine"}, "unknown key 'mask_schedule' for the ar objective"),
         ("mtp", "must be a JSON object"),
