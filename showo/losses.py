@@ -28,7 +28,7 @@ loss of 0. ``tokens_<task>`` is the denominator (e.g. #masked + 2 per t2i row).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -96,13 +96,16 @@ def _groups(
 class Labelled:
     """Logits at the positions that carry a target, in task order: ``logits [K, V]``, ``targets [K]``.
 
-    ``tasks`` lists ``(task, K_task)`` for every task with rows; ``anchor`` keeps a graph for an empty batch.
+    ``tasks`` lists ``(task, K_task)`` for every task with rows; ``anchor`` keeps a graph for an empty batch;
+    ``image_values`` holds continuous targets ``[K_task, D]`` of tasks whose image targets are not token ids
+    (the diffusion objective's noise or velocity per image position), in the order of the positions.
     """
 
     logits: torch.Tensor
     targets: torch.Tensor
     tasks: list[tuple[str, int]]
     anchor: torch.Tensor
+    image_values: Mapping[str, torch.Tensor] = field(default_factory=dict)
 
     def by_task(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         parts = zip(

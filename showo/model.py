@@ -39,6 +39,8 @@ FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 VOCAB_NAME = "vocab.json"
+HEAD_PREFIX = "image_head."
+"""Key prefix of the image objective's head weights in `model.safetensors` and in checkpoints."""
 # Recipe spellings -> transformers' names.
 ATTN_IMPLEMENTATIONS = {"flex": "showo_flex"}
 AttentionInterface.register("showo_flex", flex_attention_kernel)
@@ -220,6 +222,40 @@ class ShowO(nn.Module):
         self.vocab = vocab
         self.config = config
         self.tokenizer = tokenizer
+        self.image_head: nn.Module | None = None
+        """The module the image objective adds (the diffusion objective's `showo.latents.LatentHead`)."""
+        self.set_objective(self.objective)
+
+    def set_objective(self, objective: Any) -> None:
+        """Record `objective` (an `ImageObjective`) in the config and give the model its head: an existing
+        head of the same shapes is kept (a resumed or re-wrapped model keeps its weights)."""
+        self.config.objective = objective.to_dict()
+        head = objective.build_head(self.llm.config.hidden_size, self.config.num_image_tokens)
+        if head is None or self.image_head is None or _shapes(head) != _shapes(self.image_head):
+            if head is not None:
+                weight = self.llm.get_input_embeddings().weight
+                head = head.to(device=weight.device)
+            self.image_head = head
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """Every weight, as saved: the LLM's keys, then the image head's under ``image_head.``."""
+        state = dict(self.llm.state_dict())
+        if self.image_head is not None:
+            state.update({HEAD_PREFIX + k: v for k, v in self.image_head.state_dict().items()})
+        return state
+
+    def load_state(self, state: dict[str, torch.Tensor], source: str) -> None:
+        """Strict load of `state` (as `state()` gives it); a head missing or extra is a one-line error."""
+        head = {k.removeprefix(HEAD_PREFIX): v for k, v in state.items() if k.startswith(HEAD_PREFIX)}
+        llm = {k: v for k, v in state.items() if not k.startswith(HEAD_PREFIX)}
+        load_llm_state(self.llm, llm, source)
+        if self.image_head is None:
+            if head:
+                raise ShowoError(
+                    f"{source} holds image-head weights the {self.objective.name} objective has no use for"
+                )
+            return
+        load_module_state(self.image_head, head, f"{source} image head")
 
     @classmethod
     def build(
@@ -230,10 +266,12 @@ class ShowO(nn.Module):
         num_image_tokens: int,
         max_text_len: int,
         attn_implementation: str = "sdpa",
+        objective: Any = None,
     ) -> ShowO:
         """A new model from a local Phi directory (pretrained weights) or a Phi config (random init).
 
-        ``tokenizer_dir`` defaults to the LLM directory; it is required with a config.
+        ``tokenizer_dir`` defaults to the LLM directory; it is required with a config. ``objective`` (anything
+        `showo.objectives.get` takes; None: MTP) is recorded and gives the model its image head.
         """
         from_dir = isinstance(llm_dir_or_config, (str, Path))
         tok_dir = tokenizer_dir if tokenizer_dir is not None else (llm_dir_or_config if from_dir else None)
@@ -250,7 +288,10 @@ class ShowO(nn.Module):
         else:
             llm = PhiForCausalLM(phi_config(llm_dir_or_config, attn_implementation, "model.llm_config"))
         llm.resize_token_embeddings(vocab.size, mean_resizing=False)
+        from showo import objectives
+
         config = ShowOConfig(codebook_size, num_image_tokens, max_text_len, llm.config.to_dict())
+        config.objective = objectives.get(objective).to_dict()
         return cls(llm, vocab, config, tokenizer)
 
     def forward(
@@ -374,7 +415,7 @@ class ShowO(nn.Module):
         self.config.llm = self.llm.config.to_dict()
         (out / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=2, sort_keys=True))
         (out / VOCAB_NAME).write_text(json.dumps(self.vocab.to_dict(), indent=2))
-        state = {k: v.detach().contiguous().cpu() for k, v in self.llm.state_dict().items()}
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state().items()}
         save_file(state, str(out / WEIGHTS_NAME), metadata={"format": "pt"})
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(str(out))
@@ -417,12 +458,21 @@ class ShowO(nn.Module):
             if stored != vocab:
                 raise ShowoError(f"{path}: tokenizer ids do not match {VOCAB_NAME}")
         state = read_safetensors(path / WEIGHTS_NAME)
-        llm = PhiForCausalLM(cfg)
-        load_llm_state(llm, state, str(path / WEIGHTS_NAME))
-        return cls(llm, vocab, config, tokenizer)
+        model = cls(PhiForCausalLM(cfg), vocab, config, tokenizer)
+        model.load_state(state, str(path / WEIGHTS_NAME))
+        return model
+
+
+def _shapes(module: nn.Module) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
 
 
 def load_llm_state(llm: PhiForCausalLM, state: dict[str, torch.Tensor], source: str) -> None:
+    """Strict load of the LLM's weights (see `load_module_state`)."""
+    load_module_state(llm, state, source)
+
+
+def load_module_state(llm: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Strict load with a one-line error naming the first offending keys."""
     own = llm.state_dict()
     missing = sorted(own.keys() - state.keys())

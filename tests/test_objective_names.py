@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-NAMES = r"(mtp|ar)"
+NAMES = r"(mtp|ar|diffusion)"
 BRANCHES = [
     re.compile(r"\bsampler\s*(==|!=|not in\b|in\b)\s*[\(\[{]?\s*[\"']"),  # args.sampler == "maskgit"
     re.compile(rf"(==|!=|\bin)\s*[\(\[{{]?\s*[\"']{NAMES}[\"']"),  # x == "mtp", x in ("mtp", "ar")

@@ -11,7 +11,6 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from showo.data.reader import CodeSpec
@@ -19,16 +18,13 @@ from showo.data.text import caption_for_generation
 from showo.errors import ShowoError
 from showo.objectives import ImageObjective
 from showo.objectives import get as get_objective
+from showo.objectives.base import sample_field
 from showo.prompting import Prompter
 from showo.vocab import UnifiedVocab
 
 
 def _field(sample: dict, name: str, task: str) -> Any:
-    if name not in sample:
-        raise ShowoError(
-            f"{sample.get('__url__', '?')}: sample {sample.get('__key__')!r} has no {name} for the {task} stream"
-        )
-    return sample[name]
+    return sample_field(sample, name, task)
 
 
 @dataclass
@@ -46,6 +42,7 @@ class BatchBuilder:
 
     def __post_init__(self) -> None:
         self.objective = get_objective(self.objective)
+        self._values: list[torch.Tensor] = []
 
     @property
     def vocab(self) -> UnifiedVocab:
@@ -56,26 +53,34 @@ class BatchBuilder:
         return CodeSpec(self.vocab.codebook_size, self.prompter.num_image_tokens, frames=self.task == "mixed")
 
     def image_ids(self, sample: dict) -> torch.Tensor:
-        codes = np.asarray(_field(sample, "codes.npy", self.task))
-        n = self.prompter.num_image_tokens
-        if codes.shape[-1] != n:
-            raise ShowoError(
-                f"{sample.get('__url__', '?')}: codes of {sample.get('__key__')!r} have {codes.shape[-1]} tokens,"
-                f" the recipe's model.image_grid needs {n}"
-            )
-        return self.vocab.codes_to_ids(torch.from_numpy(codes.astype(np.int64)))
+        """The sample's unified image ids ``[N]`` (``[F, N]`` for keyframes); the objective reads the member of
+        its format (codes, or latents behind placeholder ids) and its continuous values go to `self._values`."""
+        ids, values = self.objective.sample_images(
+            sample, self.vocab, self.prompter.num_image_tokens, self.task
+        )
+        if values is not None:
+            self._values.append(values)
+        return ids
 
     def __call__(self, samples: list[dict], seed: int) -> dict[str, Any]:
-        """Rows for `samples`; `seed` makes every random choice of this batch reproducible."""
+        """Rows for `samples`; `seed` makes every random choice of this batch reproducible.
+
+        With a latent objective the batch also holds ``latents``: the images' scaled latents in row order
+        (``[B, C, h, w]``; mixed rows: every frame of every row, in order).
+        """
         rng = random.Random(seed)
         gen = torch.Generator().manual_seed(seed)
+        self._values = []
         ids, labels = getattr(self, f"_{self.task}")(samples, rng, gen)
-        return {
+        batch = {
             "input_ids": ids,
             "labels": labels,
             "samples": len(samples),
             "keys": [s.get("__key__") for s in samples],
         }
+        if self._values:
+            batch["latents"] = torch.cat([v[None] if v.dim() == 3 else v for v in self._values])
+        return batch
 
     def _t2i(self, samples: list[dict], rng: random.Random, gen: torch.Generator):
         texts = [
@@ -129,5 +134,8 @@ class BatchBuilder:
             take = min(count, self.max_frames)
             start = rng.randrange(count - take + 1)
             frames.append(ids[start : start + take])
+            if self._values:
+                values = self._values.pop()
+                self._values.append((values[None] if values.dim() == 3 else values)[start : start + take])
             captions.append([str(c) for c in caps[start : start + take]])
         return self.objective.mixed_rows(self.prompter, frames, captions)

@@ -11,7 +11,7 @@ from dataclasses import fields
 from typing import Any
 
 from showo.errors import ShowoError
-from showo.objectives.base import CodeObjective, ImageObjective, ObjectiveConfig, SamplerOptions
+from showo.objectives.base import CodeObjective, ImageObjective, ObjectiveConfig, Rows, SamplerOptions
 
 DEFAULT = "mtp"
 """The objective of checkpoints that record none (every one written before objectives were recorded)."""
@@ -91,11 +91,16 @@ from showo.objectives.ar import ARObjective  # noqa: E402
 
 register(ARObjective)
 
+from showo.objectives.diffusion import DiffusionObjective  # noqa: E402
+
+register(DiffusionObjective)
+
 __all__ = [
     "CodeObjective",
     "DEFAULT",
     "ImageObjective",
     "ObjectiveConfig",
+    "Rows",
     "SamplerOptions",
     "config_type",
     "from_dict",

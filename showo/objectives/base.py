@@ -15,9 +15,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
 from showo.errors import ShowoError
+
+IMAGE_MEMBERS = {"codes": "codes.npy", "latents": "latents.npy"}
+"""Image format -> the shard member holding it (docs/interfaces.md, Shards)."""
 
 
 @dataclass
@@ -32,6 +36,29 @@ class ObjectiveConfig:
     def check(self, key: str) -> None:
         if not 0.0 <= self.cond_dropout_prob <= 1.0:
             raise ShowoError(f"{key}.cond_dropout_prob must be in [0, 1], got {self.cond_dropout_prob}")
+
+
+@dataclass
+class Rows:
+    """One task's training rows as the transformer sees them (`ImageObjective.training_rows`)."""
+
+    ids: torch.Tensor
+    labels: torch.Tensor
+    image_embeds: torch.Tensor | None = None
+    """``[K, H]`` input embeddings of the K image positions of these rows in row-major order (None: the ids'
+    own embeddings, as for image codes)."""
+    image_values: torch.Tensor | None = None
+    """Continuous targets ``[K', D]`` of the labelled image positions, in the order `gather_labelled` keeps
+    them (None: the targets are the labels)."""
+
+
+def sample_field(sample: dict, name: str, task: str) -> Any:
+    """A member of a shard sample, or a one-line error naming the shard, the sample and the stream."""
+    if name not in sample:
+        raise ShowoError(
+            f"{sample.get('__url__', '?')}: sample {sample.get('__key__')!r} has no {name} for the {task} stream"
+        )
+    return sample[name]
 
 
 @dataclass
@@ -57,6 +84,8 @@ class ImageObjective(ABC):
     sampler: ClassVar[str]
     """The name of the one sampler this objective serves (`showo generate --sampler`)."""
     options_type: ClassVar[type[SamplerOptions]]
+    image_format: ClassVar[str] = "codes"
+    """What the shards hold for this objective's images: ``codes`` (`codes.npy`) or ``latents`` (`latents.npy`)."""
 
     def __init__(self, config: ObjectiveConfig | None = None) -> None:
         self.config = config if config is not None else self.config_type(image=self.name)
@@ -65,7 +94,51 @@ class ImageObjective(ABC):
         """The objective and its settings, as written into checkpoints (`config.json` `objective`)."""
         return asdict(self.config)
 
+    # data -----------------------------------------------------------------------------------------------
+    def check_image_member(self, sample: dict, task: str) -> Any:
+        """The sample's image member for this objective's format; a shard of the other format is one line."""
+        wanted = IMAGE_MEMBERS[self.image_format]
+        if wanted not in sample:
+            other = next((f for f, m in IMAGE_MEMBERS.items() if m in sample), None)
+            if other is not None:
+                raise ShowoError(
+                    f"shard {sample.get('__url__', '?')} holds image {other} ({IMAGE_MEMBERS[other]}), the"
+                    f" {self.name} objective trains on image {self.image_format} ({wanted})"
+                )
+        return sample_field(sample, wanted, task)
+
+    def sample_images(self, sample: dict, vocab: Any, num_image_tokens: int, task: str):
+        """(unified image ids ``[..., N]``, continuous values or None) of one shard sample (data side).
+
+        Codes: the sample's codes offset into the vocabulary, no values; ``[F, N]`` for a keyframe sequence.
+        """
+        codes = np.asarray(self.check_image_member(sample, task))
+        if codes.shape[-1] != num_image_tokens:
+            raise ShowoError(
+                f"{sample.get('__url__', '?')}: codes of {sample.get('__key__')!r} have {codes.shape[-1]} tokens,"
+                f" the recipe's model.image_grid needs {num_image_tokens}"
+            )
+        return vocab.codes_to_ids(torch.from_numpy(codes.astype(np.int64))), None
+
+    def save_image_decoder(self, out: Any) -> bool:
+        """Save what decodes this objective's images into export directory `out`, if the objective itself
+        knows it (a VAE it records); False: the caller exports the recipe's image tokenizer."""
+        return False
+
+    def build_head(self, hidden_size: int, num_image_tokens: int) -> torch.nn.Module | None:
+        """The module this objective adds to the transformer (`ShowO.image_head`), or None."""
+        return None
+
     # training -------------------------------------------------------------------------------------------
+    def training_rows(
+        self, task: str, batch: Mapping[str, Any], generator: torch.Generator, model: Any
+    ) -> Rows:
+        """One task's rows on the device, ready for the transformer and the loss (default: `prepare`)."""
+        ids, labels = self.prepare(
+            task, batch["input_ids"], batch["labels"], generator, model.config.num_image_tokens, model.vocab
+        )
+        return Rows(ids, labels)
+
     @abstractmethod
     def attention(self, task: str) -> str:
         """The `showo.attention` rule for rows of `task` under this objective."""

@@ -68,12 +68,14 @@ class ModelConfig:
     """PhiConfig keyword arguments for a randomly initialised LLM, used when `llm` is null."""
     text_tokenizer: str | None = None
     """Text tokenizer directory; defaults to `llm`."""
-    image_tokenizer: str = MISSING
-    """Image tokenizer directory (ours or the official MAGVIT-v2 checkpoint)."""
+    image_tokenizer: str | None = None
+    """Image tokenizer directory (ours or the official MAGVIT-v2 checkpoint); required by the objectives
+    that train on image codes (mtp, ar), unused by a latent one (diffusion: `objective.vae`)."""
     codebook_size: int = 8192
     """Number of image codes K (2^13 for MAGVIT-v2)."""
     image_grid: list[int] = field(default_factory=lambda: [16, 16])
-    """Code grid [h, w] per image: 16x16 at 256 px, 32x32 at 512 px."""
+    """Image positions [h, w] per image: the code grid (16x16 at 256 px, 32x32 at 512 px), or for the
+    diffusion objective the patch grid (latent grid / patch size: 256 px, 8x VAE, 2x2 patches -> 16x16)."""
     max_text_len: int = 128
     """M, the text budget; every row has length M + h*w + 3."""
     attn_implementation: Literal["sdpa", "eager", "flex"] = "sdpa"
@@ -327,13 +329,24 @@ class ShowoRecipe:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     objective: ObjectiveConfig = field(default_factory=lambda: _default_objective())
-    """The image objective's section, typed per objective (`showo.objectives`: mtp, ar)."""
+    """The image objective's section, typed per objective (`showo.objectives`: mtp, ar, diffusion)."""
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
     def check(self, key: str) -> None:
+        from showo import objectives
+
         if not self.resume:
             raise ShowoError("resume must be auto, never or a checkpoint path")
+        objective = objectives.get(self.objective)
+        if objective.image_format == "codes" and self.model.image_tokenizer is None:
+            raise ShowoError(
+                f"model.image_tokenizer is required: the {objective.name} objective trains on image codes"
+            )
+        if objective.image_format != "codes" and self.data.pack_tokens:
+            raise ShowoError(
+                f"data.pack_tokens cannot pack the {objective.name} objective's image rows (set 0)"
+            )
         grid = self.model.image_grid
         if self.data.pack_tokens:
             mixed = self.data.streams.get("mixed")

@@ -248,13 +248,16 @@ class AtomicCheckpoint(pl.Callback):
 
 
 def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """LightningModule keys (`model.llm.*`, under DeepSpeed `_forward_module.model.llm.*`) -> `PhiForCausalLM` keys."""
+    """LightningModule keys (`model.llm.*`, under DeepSpeed `_forward_module.model.llm.*`) -> `ShowO.state` keys
+    (`PhiForCausalLM` keys, and `image_head.*`)."""
     out = {}
     for key, value in state.items():
         for prefix in ("_forward_module.", "module.", "model."):
             key = key.removeprefix(prefix)
         if key.startswith("llm."):
             out[key.removeprefix("llm.")] = value
+        elif key.startswith("image_head."):  # the image objective's head (`ShowO.state`)
+            out[key] = value
     return out
 
 

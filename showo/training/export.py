@@ -14,7 +14,7 @@ from pathlib import Path
 from transformers import AutoTokenizer, PhiForCausalLM
 
 from showo.errors import ShowoError
-from showo.model import ShowO, ShowOConfig, check_weights_count, load_llm_state, phi_config
+from showo.model import ShowO, ShowOConfig, check_weights_count, phi_config
 from showo.safeio import first_line, plain_file_name
 from showo.training.checkpoint import (
     CHECKPOINT_DIR,
@@ -82,26 +82,30 @@ def load_checkpoint_model(path: str | Path) -> tuple[ShowO, dict]:
     vocab = UnifiedVocab.from_dict(showo_meta["vocab"])
     weights = read_llm_weights(ckpt)
     check_weights_count(llm_config, sum(v.numel() for v in weights.values()), str(ckpt))
-    llm = PhiForCausalLM(llm_config)
-    load_llm_state(llm, weights, str(ckpt))
-    return ShowO(llm, vocab, config, tokenizer), meta
+    model = ShowO(PhiForCausalLM(llm_config), vocab, config, tokenizer)
+    model.load_state(weights, str(ckpt))
+    return model, meta
 
 
 def export(ckpt: str | Path, out: str | Path, image_tokenizer: str | Path | None = None) -> Path:
-    """Write `out/` (config, safetensors, tokenizer, vocab) and `out/image_tokenizer/`.
+    """Write `out/` (config, safetensors, tokenizer, vocab) and the image decoder of the objective's format:
+    `out/image_tokenizer/` for image codes, `out/vae/` for latents (`ImageObjective.save_image_decoder`).
 
-    The image tokenizer defaults to the one the checkpoint's recipe names.
+    The image tokenizer defaults to the one the checkpoint's recipe names; the VAE is the objective's.
     """
     from showo.tokenizer.model import load_image_tokenizer
 
     model, meta = load_checkpoint_model(ckpt)
+    out = Path(out)
+    if model.objective.save_image_decoder(out):
+        model.save_pretrained(out)
+        return out
     if image_tokenizer is None:
         image_tokenizer = meta
         for key in ("hyper_parameters", "recipe", "model", "image_tokenizer"):
             image_tokenizer = image_tokenizer.get(key) if isinstance(image_tokenizer, dict) else None
         if not isinstance(image_tokenizer, str):
             raise ShowoError(f"{ckpt} names no image tokenizer: pass --image-tokenizer")
-    out = Path(out)
     model.save_pretrained(out)
     load_image_tokenizer(image_tokenizer).save_pretrained(out / IMAGE_TOKENIZER_DIR)
     return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from showo.errors import ShowoError
-from showo.model import CONFIG_NAME, ShowO, load_llm_state
+from showo.model import CONFIG_NAME, HEAD_PREFIX, ShowO, load_llm_state
 from showo.recipe.schema import ShowoRecipe
 from showo.training.checkpoint import (
     CHECKPOINT_DIR,
@@ -23,11 +23,17 @@ from showo.vocab import UnifiedVocab
 def build_model(recipe: ShowoRecipe, load_init: bool = True) -> ShowO:
     """A fresh ShowO from `model.llm` (pretrained Phi dir) or `model.llm_config`, plus `init_from` weights."""
     m = recipe.model
-    if not Path(m.image_tokenizer).exists():
+    if m.image_tokenizer is not None and not Path(m.image_tokenizer).exists():
         raise ShowoError(f"model.image_tokenizer: {m.image_tokenizer} does not exist")
     source = m.llm if m.llm is not None else dict(m.llm_config)
     model = ShowO.build(
-        source, m.text_tokenizer, m.codebook_size, m.num_image_tokens, m.max_text_len, m.attn_implementation
+        source,
+        m.text_tokenizer,
+        m.codebook_size,
+        m.num_image_tokens,
+        m.max_text_len,
+        m.attn_implementation,
+        objective=recipe.objective,
     )
     if recipe.init_from and load_init:
         load_init_weights(model, recipe.init_from)
@@ -55,11 +61,14 @@ def resolve_init(path: str | Path) -> tuple[str, Path]:
 
 
 def load_init_weights(model: ShowO, path: str | Path) -> Path:
-    """Load a previous stage's weights into `model` (optimizer and schedule start fresh); checks the vocabulary."""
+    """Load a previous stage's weights into `model` (optimizer and schedule start fresh); checks the vocabulary.
+
+    The image head comes along when both stages have one of the same shapes; a stage without one (e.g. MTP
+    before diffusion) gives only the transformer, and the new head starts from its initialisation."""
     kind, source = resolve_init(path)
     if kind == "export":
         previous = ShowO.from_pretrained(source)
-        vocab, weights = previous.vocab, previous.llm.state_dict()
+        vocab, weights = previous.vocab, previous.state()
     else:
         meta = read_metadata(source).get(METADATA_KEY)
         if not isinstance(meta, dict) or "vocab" not in meta:
@@ -72,5 +81,10 @@ def load_init_weights(model: ShowO, path: str | Path) -> Path:
             f"init_from: {source} has a different vocabulary (size {vocab.size}, image offset {vocab.image_offset})"
             f" than this recipe (size {model.vocab.size}, image offset {model.vocab.image_offset})"
         )
-    load_llm_state(model.llm, weights, str(source))
+    if model.image_head is not None and not any(k.startswith(HEAD_PREFIX) for k in weights):
+        load_llm_state(
+            model.llm, weights, str(source)
+        )  # a code stage before a latent one: the head starts fresh
+    else:
+        model.load_state(weights, str(source))
     return source

@@ -25,6 +25,7 @@ from showo.attention import batch_attention_mask, batch_block_mask
 from showo.errors import ShowoError
 from showo.losses import Labelled, gather_labelled
 from showo.model import ShowO
+from showo.objectives.base import Rows
 from showo.packing import packed_hidden_states
 from showo.recipe.schema import ShowoRecipe
 from showo.training.optim import build_optimizer
@@ -54,7 +55,7 @@ class ShowoModule(pl.LightningModule):
         self.recipe = recipe
         self.coeffs = {t: s.loss_coeff for t, s in recipe.data.streams.items() if s is not None}
         self.objective = objectives.get(recipe.objective)
-        self.model.config.objective = self.objective.to_dict()  # saved with every checkpoint and export
+        self.model.set_objective(self.objective)  # recorded in every checkpoint and export; gives the head
         self.metrics: dict[str, torch.Tensor] = {}
         self.save_hyperparameters({"recipe": OmegaConf.to_container(OmegaConf.structured(recipe))})
         self._grad_norm: torch.Tensor | None = None
@@ -77,48 +78,64 @@ class ShowoModule(pl.LightningModule):
         seed = make_seed(self.recipe.run.seed, self.global_rank, micro_batch, 2)
         return torch.Generator(device=self.device).manual_seed(seed)
 
-    def task_hidden(self, rows: Mapping[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    def task_hidden(self, rows: Mapping[str, Rows]) -> dict[str, torch.Tensor]:
         """Final hidden states per task: one forward per row length (multi-frame mixed rows are longer), or
-        one forward over packed rows with `data.pack_tokens`."""
+        one forward over packed rows with `data.pack_tokens`. Image embeddings (a latent objective's) are
+        handed to the forward of the rows they belong to."""
         hidden: dict[str, torch.Tensor] = {}
         if self.recipe.data.pack_tokens:
-            parts = [(self.objective.attention(t), ids) for t, (ids, _) in rows.items()]
+            if any(r.image_embeds is not None for r in rows.values()):
+                raise ShowoError(
+                    f"data.pack_tokens cannot pack the {self.objective.name} objective's image rows"
+                )
+            parts = [(self.objective.attention(t), r.ids) for t, r in rows.items()]
             out, self.positions_run = packed_hidden_states(self.model, parts, self.recipe.data.pack_tokens)
             return dict(zip(rows, out))
-        self.positions_run = sum(ids.numel() for ids, _ in rows.values())
+        self.positions_run = sum(r.ids.numel() for r in rows.values())
         by_length: dict[int, list[str]] = {}
-        for task, (ids, _) in rows.items():
-            by_length.setdefault(ids.shape[1], []).append(task)
+        for task, r in rows.items():
+            by_length.setdefault(r.ids.shape[1], []).append(task)
         for tasks in by_length.values():
-            ids = torch.cat([rows[t][0] for t in tasks])
-            parts = [(self.objective.attention(t), rows[t][0]) for t in tasks]
+            ids = torch.cat([rows[t].ids for t in tasks])
+            parts = [(self.objective.attention(t), rows[t].ids) for t in tasks]
             if self.model.uses_flex:
                 mask = batch_block_mask(parts, self.vocab)
             else:
                 mask = batch_attention_mask(parts, self.vocab)
-            out = self.model.hidden_states(ids, mask)
-            hidden.update(zip(tasks, out.split([rows[t][0].shape[0] for t in tasks])))
+            out = self.model.hidden_states(ids, mask, self.image_embeds([rows[t] for t in tasks]))
+            hidden.update(zip(tasks, out.split([rows[t].ids.shape[0] for t in tasks])))
         return hidden
 
-    def losses(self, rows: Mapping[str, tuple[torch.Tensor, torch.Tensor]]) -> tuple[dict, Labelled]:
+    def image_embeds(self, rows: list[Rows]) -> torch.Tensor | None:
+        """The image embeddings ``[K, H]`` of rows run together (None when no task has any)."""
+        given = [r.image_embeds for r in rows]
+        if all(e is None for e in given):
+            return None
+        some = next(e for e in given if e is not None)
+        return torch.cat([e if e is not None else some[:0] for e in given])
+
+    def losses(self, rows: Mapping[str, Rows | tuple[torch.Tensor, torch.Tensor]]) -> tuple[dict, Labelled]:
         """The weighted loss of the objective from the hidden states at labelled positions, and what it scored.
 
-        The objective's metrics (e.g. image-token accuracy) are kept in `self.metrics` for logging.
+        `rows` are the objective's `Rows` per task (or (ids, labels) pairs of code objectives). The objective's
+        metrics (e.g. image-token accuracy) are kept in `self.metrics` for logging.
         """
+        rows = {t: r if isinstance(r, Rows) else Rows(*r) for t, r in rows.items()}
         labelled = gather_labelled(
             self.task_hidden(rows),
-            {t: lab for t, (_, lab) in rows.items()},
+            {t: r.labels for t, r in rows.items()},
             None,
             max_text_len=self.model.config.max_text_len,
             image_objective=self.objective,
         )
+        labelled.image_values = {t: r.image_values for t, r in rows.items() if r.image_values is not None}
         out, self.metrics = self.objective.loss(labelled, self.model, self.coeffs)
         return out, labelled
 
     def training_step(self, batch: Mapping[str, Mapping[str, Any]], batch_idx: int) -> torch.Tensor:
         micro = int(next(iter(batch.values()))["step"])
         generator = self.generator(micro)
-        rows = {t: self.mask_images(t, b["input_ids"], b["labels"], generator) for t, b in batch.items()}
+        rows = {t: self.objective.training_rows(t, b, generator, self.model) for t, b in batch.items()}
         out, labelled = self.losses(rows)
         metrics = {k: v for k, v in out.items() if k.startswith("loss_")}
         metrics.update(self.metrics)

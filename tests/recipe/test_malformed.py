@@ -81,7 +81,7 @@ CASES = [
         [],
         ["data.streams.lm.batch_size", "positive"],
     ),
-    ("bad-objective", lambda d: _set(d, "objective.image", "diffusion"), [], ["objective.image", "mtp, ar"]),
+    ("bad-objective", lambda d: _set(d, "objective.image", "vqgan"), [], ["objective.image", "mtp, ar, diffusion"]),
     (
         "bad-mask-schedule",
         lambda d: _set(d, "objective.mask_schedule", "cos"),
