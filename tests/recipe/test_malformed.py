@@ -81,7 +81,12 @@ CASES = [
         [],
         ["data.streams.lm.batch_size", "positive"],
     ),
-    ("bad-objective", lambda d: _set(d, "objective.image", "vqgan"), [], ["objective.image", "mtp, ar, diffusion"]),
+    (
+        "bad-objective",
+        lambda d: _set(d, "objective.image", "vqgan"),
+        [],
+        ["objective.image", "mtp, ar, diffusion"],
+    ),
     (
         "bad-mask-schedule",
         lambda d: _set(d, "objective.mask_schedule", "cos"),
