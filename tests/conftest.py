@@ -9,4 +9,5 @@ pytest_plugins = [
     "tests.fixtures.tokenizer",
     "tests.fixtures.model",
     "tests.fixtures.shards",
+    "tests.fixtures.vae",
 ]
