@@ -48,8 +48,11 @@ class BatchBuilder:
     def vocab(self) -> UnifiedVocab:
         return self.prompter.vocab
 
-    def code_spec(self) -> CodeSpec:
-        """The codes this task accepts: the recipe's codebook and grid; keyframe sequences for `mixed` only."""
+    def code_spec(self) -> CodeSpec | None:
+        """The codes this task accepts: the recipe's codebook and grid; keyframe sequences for `mixed` only.
+        None for an objective whose images are not codes (it checks its own member, refusing codes)."""
+        if self.objective.image_format != "codes":
+            return None
         return CodeSpec(self.vocab.codebook_size, self.prompter.num_image_tokens, frames=self.task == "mixed")
 
     def image_ids(self, sample: dict) -> torch.Tensor:

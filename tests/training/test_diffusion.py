@@ -1,0 +1,146 @@
+"""The diffusion objective end to end through `showo train` on latent shards: the loss falls, a resumed run
+reproduces the uninterrupted one step for step, the checkpoint exports with its latent head and its VAE,
+a shard of the other image format is one line (exit 2), and ZeRO-2 on two CPU processes learns and
+consolidates the head."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from showo.cli import main
+from showo.model import ShowO
+from showo.training.checkpoint import list_checkpoints
+from tests.fixtures.latents import LATENT_CHANNELS, diffusion_recipe, write_latent_shards
+from tests.training.conftest import recipe_dict, run_train, scalars, write_recipe
+
+STEPS = 8
+
+
+@pytest.fixture(scope="module")
+def latent_shards(tmp_path_factory) -> str:
+    return write_latent_shards(tmp_path_factory.mktemp("latent_shards"))
+
+
+@pytest.fixture(scope="module")
+def vae_dir(tmp_path_factory):
+    """A tiny random diffusers AutoencoderKL with the shards' latent channels."""
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL(
+        block_out_channels=(8,),
+        layers_per_block=1,
+        latent_channels=LATENT_CHANNELS,
+        norm_num_groups=8,
+        sample_size=16,
+    )
+    out = tmp_path_factory.mktemp("vae")
+    vae.save_pretrained(str(out), safe_serialization=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def diffusion_run(tmp_path_factory, tiny_llm_dir, latent_shards, vae_dir):
+    tmp = tmp_path_factory.mktemp("diffusion_run")
+    recipe = diffusion_recipe(
+        tmp, tiny_llm_dir, latent_shards, **{"optim.max_steps": STEPS, "objective.vae": str(vae_dir)}
+    )
+    path = write_recipe(tmp / "recipe.yaml", recipe)
+    run_train(path)
+    return {"tmp": tmp, "dict": recipe, "run_dir": tmp / "runs" / "diffusion"}
+
+
+def test_training_lowers_the_diffusion_and_caption_losses(diffusion_run):
+    run_dir = diffusion_run["run_dir"]
+    loss = scalars(run_dir, "train/loss")
+    assert sorted(loss) == list(range(STEPS))
+    assert np.mean([loss[6], loss[7]]) < np.mean([loss[0], loss[1]]) - 0.5
+    image = scalars(run_dir, "train/loss_c2i")
+    assert len(image) == STEPS and np.mean([image[6], image[7]]) < image[0]
+    assert len(scalars(run_dir, "train/loss_mmu")) == STEPS
+    assert [p.name for p in list_checkpoints(run_dir)] == ["step-00000004.ckpt", "step-00000008.ckpt"]
+
+
+def test_a_resumed_run_reproduces_the_uninterrupted_losses(diffusion_run, tmp_path):
+    first = list_checkpoints(diffusion_run["run_dir"])[0]
+    recipe = {**diffusion_run["dict"], "resume": str(first)}
+    recipe["run"] = {**recipe["run"], "output_dir": str(tmp_path / "runs")}
+    run_train(write_recipe(tmp_path / "recipe.yaml", recipe))
+    resumed = scalars(tmp_path / "runs" / "diffusion", "train/loss")
+    baseline = scalars(diffusion_run["run_dir"], "train/loss")
+    assert sorted(resumed) == list(range(4, STEPS))
+    for step in range(4, STEPS):
+        assert resumed[step] == pytest.approx(baseline[step], rel=1e-5, abs=1e-6), step
+
+
+def test_export_carries_the_latent_head_and_the_vae(diffusion_run, tmp_path):
+    ckpt = list_checkpoints(diffusion_run["run_dir"])[-1]
+    out = tmp_path / "export"
+    assert main(["export", "--ckpt", str(ckpt), "--out", str(out)]) == 0
+    model = ShowO.from_pretrained(out)
+    state = torch.load(ckpt, weights_only=True, map_location="cpu")["state_dict"]
+    head = {
+        k.removeprefix("model.image_head."): v for k, v in state.items() if k.startswith("model.image_head.")
+    }
+    assert head and head.keys() == model.image_head.state_dict().keys()
+    for key, value in model.image_head.state_dict().items():
+        assert torch.equal(value, head[key]), key
+    assert model.objective.name == "diffusion" and model.objective.config.latent_channels == LATENT_CHANNELS
+    vae = model.objective.load_vae(out)
+    assert vae.config.latent_channels == LATENT_CHANNELS and (out / "vae" / "config.json").is_file()
+
+
+def test_a_shard_of_the_other_image_format_stops_training_in_one_line(
+    tmp_path, tiny_llm_dir, latent_shards, image_tokenizer_dir, shards
+):
+    recipe = diffusion_recipe(tmp_path, tiny_llm_dir, shards["class"])
+    proc = run_train(write_recipe(tmp_path / "latent.yaml", recipe), check=False)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2
+    assert last.startswith("showo: error: shard ") and "holds image codes" in last and "class-000" in last
+    recipe = recipe_dict(
+        tmp_path,
+        tiny_llm_dir,
+        image_tokenizer_dir,
+        shards,
+        **{"data.streams": {"c2i": {"shards": [latent_shards]}}},
+    )
+    proc = run_train(write_recipe(tmp_path / "codes.yaml", recipe), check=False)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2
+    assert (
+        last.startswith("showo: error: shard ") and "holds image latents" in last and "mtp objective" in last
+    )
+
+
+def test_two_process_zero2_learns_the_diffusion_objective(tmp_path, tiny_llm_dir, latent_shards, vae_dir):
+    from lightning.pytorch.utilities.deepspeed import convert_zero_checkpoint_to_fp32_state_dict
+
+    steps = 6
+    recipe = diffusion_recipe(
+        tmp_path,
+        tiny_llm_dir,
+        latent_shards,
+        **{
+            "optim.max_steps": steps,
+            "objective.vae": str(vae_dir),
+            "trainer.devices": 2,
+            "trainer.checkpoint_every": steps,
+            "trainer.strategy": {"name": "deepspeed", "zero_stage": 2},
+        },
+    )
+    run_train(write_recipe(tmp_path / "recipe.yaml", recipe), nproc=2)
+    run_dir = tmp_path / "runs" / "diffusion"
+    loss = scalars(run_dir, "train/loss")
+    assert sorted(loss) == list(range(steps))
+    assert np.mean([loss[4], loss[5]]) < np.mean([loss[0], loss[1]]) - 0.3
+    (ckpt,) = list_checkpoints(run_dir)
+    out = tmp_path / "export"
+    assert main(["export", "--ckpt", str(ckpt), "--out", str(out)]) == 0
+    reference = tmp_path / "lightning-fp32.pt"
+    convert_zero_checkpoint_to_fp32_state_dict(str(ckpt), str(reference))
+    expected = torch.load(reference, weights_only=False)["state_dict"]
+    model = ShowO.from_pretrained(out)
+    for key, value in model.image_head.state_dict().items():
+        assert torch.equal(value, expected[f"model.image_head.{key}"].float()), key
