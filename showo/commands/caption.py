@@ -42,16 +42,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from showo.sampling import understand
-    from showo.sampling.images import encode_images, load_image
+    from showo.sampling.images import load_image
     from showo.sampling.pipeline import load_pipeline
 
     images = [load_image(path) for path in args.image]
     pipe = load_pipeline(args.ckpt, args.image_tokenizer, args.device)
-    codes = encode_images(pipe.image_tokenizer, images, pipe.resolution)
     answers = understand.decode(
         pipe.model,
         pipe.prompter,
-        pipe.model.vocab.codes_to_ids(codes),
+        pipe.encode_images(images),
         [args.question] * len(images),
         max_new_tokens=args.max_new_tokens,
         temperature=args.temperature,

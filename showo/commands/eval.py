@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--steps",
         type=checks.steps,
         default=None,
-        help="MaskGIT steps (pinned default 12; MTP checkpoints only)",
+        help="MaskGIT or denoising steps (pinned default 12; MTP and diffusion checkpoints)",
     )
     parser.add_argument(
         "--guidance", type=checks.guidance, default=None, help="CFG scale (pinned default 1.5)"
@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--sampler",
         default=None,
-        help="image sampler: the checkpoint's own (maskgit for MTP, ar for AR); checked",
+        help="image sampler: the checkpoint's own (maskgit for MTP, ar for AR, diffusion); checked",
     )
     parser.add_argument(
         "--batch-size", type=checks.count, default=None, help="images per forward batch (pinned 16)"

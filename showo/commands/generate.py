@@ -1,4 +1,5 @@
-"""`showo generate`: text-to-image with the checkpoint's own sampler (MaskGIT or AR) and CFG, as one PNG grid."""
+"""`showo generate`: text-to-image with the checkpoint's own sampler (MaskGIT, AR or diffusion) and CFG, as one
+PNG grid."""
 
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from showo.commands.sampler_options import sampler_options, write_grid
-    from showo.sampling.images import decode_codes
     from showo.sampling.pipeline import checkpoint_objective, load_pipeline
 
     n, batch_size = args.n, args.batch_size
@@ -36,6 +36,6 @@ def run(args: argparse.Namespace) -> int:
     for start in tqdm(range(0, len(prompts), batch_size), desc="generate", unit="batch"):
         batch = prompts[start : start + batch_size]
         codes.append(pipe.objective.generate(pipe.model, pipe.prompter, batch, options, generator))
-    pixels = decode_codes(pipe.image_tokenizer, torch.cat(codes), pipe.grid)
+    pixels = pipe.decode_images(torch.cat(codes))
     print(write_grid(pixels, args.out, ncol=n))
     return 0

@@ -56,7 +56,8 @@ def add_sampler_args(parser: Any, guidance: float | None) -> None:
     parser.add_argument(
         "--sampler",
         default=None,
-        help="maskgit (MTP checkpoints) or ar (AR checkpoints); default and only choice: the checkpoint's own",
+        help="maskgit (MTP checkpoints), ar (AR) or diffusion (diffusion); default and only choice: the "
+        "checkpoint's own",
     )
     _add_options(parser, guidance, {}, token_by_token=True)
 
@@ -67,7 +68,8 @@ def _add_options(parser: Any, guidance: float | None, defaults: dict[str, Any], 
         "--steps",
         type=checks.steps,
         default=defaults.get("steps"),
-        help=f"MaskGIT steps T (default {defaults.get('steps', 18)}, at most {checks.MAX_STEPS})",
+        help=f"MaskGIT or denoising steps (default {defaults.get('steps', 'the sampler')}, at most "
+        f"{checks.MAX_STEPS})",
     )
     if guidance is not None:
         parser.add_argument(

@@ -71,7 +71,7 @@ def _batches(items: Sequence, size: int) -> list[Sequence]:
 @torch.no_grad()
 def generate_images(loaded: Pipeline, prompts: Sequence[str], settings: SuiteSettings) -> list[Image.Image]:
     """Text-to-image for each prompt with the checkpoint's own sampler, one seeded generator for the run."""
-    from showo.sampling.images import decode_codes, to_pil
+    from showo.sampling.images import to_pil
 
     objective = loaded.objective
     options = objective.options_from(asdict(settings))
@@ -79,16 +79,13 @@ def generate_images(loaded: Pipeline, prompts: Sequence[str], settings: SuiteSet
     out: list[Image.Image] = []
     for batch in tqdm(_batches(list(prompts), settings.batch_size), desc="generate", leave=False):
         codes = objective.generate(loaded.model, loaded.prompter, batch, options, generator)
-        out.extend(to_pil(decode_codes(loaded.image_tokenizer, codes, loaded.grid)))
+        out.extend(to_pil(loaded.decode_images(codes)))
     return out
 
 
 def encode_images(loaded: Pipeline, images: Sequence[Image.Image], batch_size: int) -> torch.Tensor:
-    """Unified image ids [n, N] of `images` at the model's resolution."""
-    from showo.sampling.images import encode_images as encode
-
-    codes = encode(loaded.image_tokenizer, list(images), loaded.resolution, batch_size)
-    return loaded.model.vocab.codes_to_ids(codes)
+    """What the model reads for `images` at its resolution: unified image ids [n, N] (or scaled latents)."""
+    return loaded.encode_images(images, batch_size)
 
 
 @torch.no_grad()

@@ -34,11 +34,16 @@ def hidden_step(
     mask: torch.Tensor,
     positions: torch.Tensor,
     cache: DynamicCache,
+    image_embeds: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Run `ids` [R,q] against `cache`, appending their keys/values; final hidden states [R,q,H]."""
+    """Run `ids` [R,q] against `cache`, appending their keys/values; final hidden states [R,q,H].
+
+    `image_embeds` [K,H]: the input embeddings of the K image positions of `ids` (continuous images,
+    `ShowO.input_embeddings`); None: the ids' own embeddings.
+    """
     decoder = model.llm.get_decoder()
     out = decoder(
-        input_ids=ids,
+        **model.input_embeddings(ids, image_embeds),
         attention_mask=model.kernel_mask(mask),
         position_ids=positions,
         use_cache=True,
@@ -86,9 +91,15 @@ class FrozenPrefix:
         hidden_step(model, ids[:, :start], mask[:, :, :start, :start], positions, cache)
         return cls(model, cache)
 
-    def __call__(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def __call__(
+        self,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        positions: torch.Tensor,
+        image_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Final hidden states [R,q,H] of the suffix `ids` [R,q]; `mask` [R,1,q,start+q] covers every key."""
-        hidden = hidden_step(self.model, ids, mask, positions, self.cache)
+        hidden = hidden_step(self.model, ids, mask, positions, self.cache, image_embeds)
         self.cache.crop(-ids.shape[1])
         return hidden
 
@@ -108,23 +119,33 @@ class TokenStep:
         positions: torch.Tensor,
         pad_id: int,
         columns: slice = slice(None),
+        image_embeds: torch.Tensor | None = None,
     ) -> None:
         self.model, self.dtype, self.columns = model, mask.dtype, columns
         self.cache = new_cache(model)
         self.visible = ids != pad_id
         self.next_position = positions[:, -1:] + 1
-        self.first = self._logits(ids, mask, positions)
+        self.first = self._logits(ids, mask, positions, image_embeds)
 
-    def _logits(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        hidden = hidden_step(self.model, ids, mask, positions, self.cache)[:, -1]
+    def _logits(
+        self,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        positions: torch.Tensor,
+        image_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        hidden = hidden_step(self.model, ids, mask, positions, self.cache, image_embeds)[:, -1]
         return self.model.head_logits(hidden, self.columns)
 
-    def extend(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Append a block `ids` [R,q] under `mask` [R,1,q,cached+q] (e.g. a finished image); last logits."""
+    def extend(
+        self, ids: torch.Tensor, mask: torch.Tensor, image_embeds: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Append a block `ids` [R,q] under `mask` [R,1,q,cached+q] (e.g. a finished image, continuous ones
+        with their `image_embeds` [K,H]); last logits."""
         positions = self.next_position + torch.arange(ids.shape[1], device=ids.device)
         self.visible = torch.cat([self.visible, torch.ones_like(ids, dtype=torch.bool)], dim=1)
         self.next_position = positions[:, -1:] + 1
-        return self._logits(ids, mask, positions)
+        return self._logits(ids, mask, positions, image_embeds)
 
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
         """Logits after appending `tokens` [R,1]."""

@@ -5,8 +5,10 @@ The sequence follows the mixed training layout (`Prompter.mixed`):
 image objective gives mixed rows. Given captions are used as they are; missing ones are decoded token by
 token until the model opens an image ([soi]), ends the sequence ([eos]) or fills the caption budget (then an
 image is opened). Each image is drawn by the checkpoint's own sampler (`ImageObjective.sample_frame`): a
-MaskGIT run whose prefix (everything before its [soi]) is a frozen KV cache (MTP), or codes token by token
-(AR); the finished image is then part of the cache for the text that follows.
+MaskGIT run whose prefix (everything before its [soi]) is a frozen KV cache (MTP), codes token by token
+(AR), or Transfusion's mode switch (diffusion): at [soi] the model leaves text for a denoising loop over the
+image's latent positions on the frozen prefix, appends [eoi] and goes back to text; the finished image is
+then part of the cache for the text that follows (a continuous one as its clean latents, t = 0).
 Rows are generated one at a time (their captions differ in length). No guidance: the mixed stream is
 trained without a null condition.
 """
@@ -28,7 +30,8 @@ from showo.sampling.next_token import check_sampling, next_token
 
 @dataclass
 class MixedSample:
-    """One generated sequence: a caption per frame and the frames' raw codes [F, N]."""
+    """One generated sequence: a caption per frame and the frames (raw codes [F, N], or scaled latents
+    [F, C, h, w] for a continuous objective)."""
 
     captions: list[str]
     codes: torch.Tensor
@@ -43,6 +46,8 @@ class Sequence:
         self.device = next(model.parameters()).device
         self.dtype = model_dtype(model)
         self.ids = torch.tensor([ids], device=self.device)
+        self.frame_embeds: list[torch.Tensor] = []
+        """Input embeddings of the continuous images so far (their image positions, in order)."""
         self.step = None
         if use_cache:
             positions = torch.arange(len(ids), device=self.device).unsqueeze(0)
@@ -72,6 +77,36 @@ class Sequence:
             self.last_logits = self.step.extend(full[:, start:], mask[:, :, start:])
         return result[0]
 
+    def diffused_frame(self, generator: torch.Generator | None, steps: int) -> torch.Tensor:
+        """Denoise `[soi] N latent positions [eoi]` after the current sequence, then append the image clean
+        (t = 0) and [eoi]; returns the scaled latents [C, h, w]."""
+        from showo.sampling import diffusion
+
+        model, vocab, num, start = (
+            self.model,
+            self.vocab,
+            self.model.config.num_image_tokens,
+            self.ids.shape[1],
+        )
+        placeholders = [vocab.image_offset] * num
+        segment = torch.tensor([[vocab.soi_id, *placeholders, vocab.eoi_id]], device=self.device)
+        full = torch.cat([self.ids, segment], dim=1)
+        mask = self._mask(full)
+        prefix = FrozenPrefix(model, self.step.cache) if self.step is not None else None
+        predict = diffusion.image_predictor(model, full, mask, start, prefix, 1, 0.0, self._frame_embeds())
+        shape, _ = diffusion.latent_size(model)
+        scheduler = diffusion.sampling_scheduler(model.objective, steps)
+        latents = diffusion.denoise(predict, scheduler, (1, *shape), generator, self.device)
+        clean = diffusion.clean_embeds(model, latents)
+        self.ids = full
+        self.frame_embeds.append(clean)
+        if self.step is not None:
+            self.last_logits = self.step.extend(segment, mask[:, :, start:], clean)
+        return latents[0]
+
+    def _frame_embeds(self) -> torch.Tensor | None:
+        return torch.cat(self.frame_embeds) if self.frame_embeds else None
+
     def causal_frame(
         self, generator, temperature: float, top_k: int | None, top_p: float | None
     ) -> torch.Tensor:
@@ -95,7 +130,8 @@ class Sequence:
     def next_logits(self) -> torch.Tensor:
         if self.step is not None:
             return self.last_logits
-        return self.model(self.ids, self.model.kernel_mask(self._mask(self.ids)))[:, -1].float()
+        mask = self.model.kernel_mask(self._mask(self.ids))
+        return self.model(self.ids, mask, image_embeds=self._frame_embeds())[:, -1].float()
 
 
 @torch.no_grad()

@@ -4,6 +4,9 @@ image tokenizer and its image objective (whose sampler draws its images).
 The image tokenizer is found, in order: the explicit path (`--image-tokenizer`), `<ckpt>/image_tokenizer/`
 (written by `showo export`), or an `image_tokenizer` path recorded in `<ckpt>/config.json`, relative to the
 checkpoint directory and inside it (a path taken from a file is never absolute and never climbs out with `..`).
+A checkpoint whose objective trains on continuous latents (`image_format` "latents") decodes with the VAE
+its objective names instead (`<ckpt>/vae/` of an export, else the recorded directory), wrapped as a
+`latent_images.LatentImages` in the image tokenizer's place.
 """
 
 from __future__ import annotations
@@ -52,13 +55,26 @@ class Pipeline:
         return torch.Generator(device=self.device).manual_seed(seed)
 
     def decode_images(self, images: torch.Tensor) -> torch.Tensor:
-        """Sampled images (what the objective's `generate` or `sample_frame` gives, stacked) -> pixels
-        [B,3,H,W] in [-1,1], by the image tokenizer loaded with the checkpoint."""
+        """Sampled images (what the objective's `generate` or `sample_frame` gives, stacked: raw codes, or
+        scaled latents) -> pixels [B,3,H,W] in [-1,1], by the checkpoint's image tokenizer or VAE."""
         from showo.sampling.images import decode_codes
+        from showo.sampling.latent_images import LatentImages
 
         if self.image_tokenizer is None:
             raise ShowoError("no image tokenizer loaded")
+        if isinstance(self.image_tokenizer, LatentImages):
+            return self.image_tokenizer.decode(images)
         return decode_codes(self.image_tokenizer, images, self.grid)
+
+    def encode_images(self, pictures: Any, batch_size: int = 16) -> torch.Tensor:
+        """PIL images -> what the model reads at image positions: unified image ids [n, N], or scaled
+        latents [n, C, h, w] (fed as clean image embeddings, `understand.decode`)."""
+        from showo.sampling.images import encode_images
+
+        if self.image_tokenizer is None:
+            raise ShowoError("no image tokenizer loaded")
+        out = encode_images(self.image_tokenizer, list(pictures), self.resolution, batch_size)
+        return out if out.is_floating_point() else self.model.vocab.codes_to_ids(out)
 
 
 def find_image_tokenizer(ckpt: Path, explicit: str | Path | None) -> Path:
@@ -118,12 +134,25 @@ def load_pipeline(
         return Pipeline(None, None, load_image_tokenizer(path).to(target).eval(), target)
     if not ckpt.is_dir():
         raise ShowoError(f"checkpoint directory not found: {ckpt}")
-    tokenizer_path = find_image_tokenizer(ckpt, image_tokenizer) if need_image_tokenizer else None
+    latents = checkpoint_objective(ckpt).image_format == "latents"
+    if latents and image_tokenizer is not None:
+        raise ShowoError(
+            f"{ckpt} decodes images with its objective's VAE (<ckpt>/vae or objective.vae); "
+            "--image-tokenizer does not apply"
+        )
+    tokenizer_path = None
+    if need_image_tokenizer and not latents:
+        tokenizer_path = find_image_tokenizer(ckpt, image_tokenizer)
     model = ShowO.from_pretrained(ckpt).to(target).eval()
     side = math.isqrt(model.config.num_image_tokens)
     if side * side != model.config.num_image_tokens:
         raise ShowoError(f"{ckpt}: {model.config.num_image_tokens} image tokens is not a square grid")
     tokenizer = None
+    if need_image_tokenizer and latents:
+        from showo.sampling.latent_images import LatentImages
+
+        vae = model.objective.load_vae(ckpt)
+        tokenizer = LatentImages(vae, model.objective, model.image_head.patch_size).to(target).eval()
     if tokenizer_path is not None:
         from showo.tokenizer import load_image_tokenizer
 

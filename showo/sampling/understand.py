@@ -36,8 +36,8 @@ def trim_left_padding(ids: torch.Tensor, pad_id: int) -> torch.Tensor:
 class _Recompute:
     """The whole sequence, prompt and generated tokens, through `model.forward` at every step."""
 
-    def __init__(self, model, ids, pad_id):
-        self.model, self.ids, self.pad_id = model, ids, pad_id
+    def __init__(self, model, ids, pad_id, image_embeds=None):
+        self.model, self.ids, self.pad_id, self.image_embeds = model, ids, pad_id, image_embeds
         self.first = self._logits()
 
     def _logits(self) -> torch.Tensor:
@@ -45,7 +45,9 @@ class _Recompute:
         positions = _positions(self.ids, self.pad_id)
         return (
             self.model.llm(
-                input_ids=self.ids, attention_mask=self.model.kernel_mask(mask), position_ids=positions
+                **self.model.input_embeddings(self.ids, self.image_embeds),
+                attention_mask=self.model.kernel_mask(mask),
+                position_ids=positions,
             )
             .logits[:, -1]
             .float()
@@ -71,20 +73,27 @@ def decode_ids(
     progress: bool = False,
     template: str = "mmu",
 ) -> list[list[int]]:
-    """Generated text ids per row, up to (not including) end of text. image_ids: unified ids [B,N].
+    """Generated text ids per row, up to (not including) end of text. image_ids: unified ids [B,N], or the
+    scaled latents [B,C,h,w] of a continuous objective (seen clean, t = 0, as in training).
 
     ``template``: the prompt form (``Prompter.mmu_gen``): "mmu" (official) or "instruct".
     """
     check_sampling(temperature, top_k, top_p)
     vocab = model.vocab
     device = next(model.parameters()).device
+    embeds = None
+    if image_ids.is_floating_point():
+        from showo.sampling.diffusion import clean_embeds
+
+        embeds = clean_embeds(model, image_ids.to(device))
+        image_ids = torch.full((len(image_ids), prompter.num_image_tokens), vocab.image_offset)
     ids = trim_left_padding(prompter.mmu_gen(image_ids, list(questions), template), vocab.pad_id).to(device)
     if use_cache:
         mask = omni_attention_mask(ids, vocab, "mmu", dtype=model_dtype(model))
         text = slice(0, vocab.text_size)  # only text ids can be chosen: the head's text columns alone
-        step = TokenStep(model, ids, mask, _positions(ids, vocab.pad_id), vocab.pad_id, text)
+        step = TokenStep(model, ids, mask, _positions(ids, vocab.pad_id), vocab.pad_id, text, embeds)
     else:
-        step = _Recompute(model, ids, vocab.pad_id)
+        step = _Recompute(model, ids, vocab.pad_id, embeds)
     logits = step.first
     done = torch.zeros(ids.shape[0], dtype=torch.bool, device=device)
     out: list[torch.Tensor] = []

@@ -54,3 +54,62 @@ def with_objective(src, dst, objective):
 def ar_sampling_ckpt(sampling_ckpt, tmp_path_factory):
     """`sampling_ckpt` recorded as trained with the AR objective."""
     return with_objective(sampling_ckpt, tmp_path_factory.mktemp("ar") / "ckpt", {"image": "ar"})
+
+
+DIFFUSION = {
+    "image": "diffusion",
+    "patch_size": 2,
+    "latent_channels": 4,
+    "scaling_factor": 0.5,
+    "shift_factor": 0.25,
+}
+"""A 4x4 grid of image positions = 8x8 latents of 4 channels in 2x2 patches; the tiny VAE makes them 16x16
+pixels."""
+
+
+def diffusion_model(tiny_llm_dir, prediction: str = "epsilon"):
+    """A small Show-o with the diffusion objective. Its output projection is drawn at random: the zero one a new
+    head starts from would predict the same for every input, and no test could tell a wrong input apart."""
+    from showo.model import ShowO
+
+    model = ShowO.build(
+        tiny_llm_dir, None, 16, 16, 16, objective={**DIFFUSION, "prediction": prediction}
+    ).eval()
+    with torch.no_grad():
+        model.image_head.proj_out.weight.normal_(0.0, 0.2, generator=torch.Generator().manual_seed(1))
+    return model
+
+
+@pytest.fixture(scope="session")
+def diffusion_showo(tiny_llm_dir):
+    return diffusion_model(tiny_llm_dir)
+
+
+@pytest.fixture(scope="session")
+def sampling_vae_dir(tmp_path_factory):
+    """A diffusers AutoencoderKL directory (random weights): 4 latent channels, downsampling 2."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(8, 16),
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=16,
+    )
+    out = tmp_path_factory.mktemp("vae")
+    vae.save_pretrained(out, safe_serialization=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def diffusion_ckpt(diffusion_showo, sampling_vae_dir, tmp_path_factory):
+    """An exported-style diffusion checkpoint: the model and its VAE in `vae/`."""
+    import shutil
+
+    out = tmp_path_factory.mktemp("diffusion_ckpt")
+    diffusion_showo.save_pretrained(out)
+    shutil.copytree(sampling_vae_dir, out / "vae")
+    return out
