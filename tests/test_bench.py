@@ -73,3 +73,19 @@ def test_the_objectives_comparison_runs_each_objective_on_one_world(tmp_path, ca
         again["objectives"]["ar"]["train_cpu_s_per_step"]
         == summary["objectives"]["ar"]["train_cpu_s_per_step"]
     )
+
+
+def test_the_diffusion_sampling_bench_times_cached_and_recompute_side_by_side(capsys):
+    """One JSON line with both timings per grid; the bench itself checks that both give the same latents."""
+    import json
+
+    from bench import diffusion_sampling
+
+    argv = ["--hidden", "64", "--layers", "1", "--max-text-len", "16", "--steps", "2", "--repeats", "1"]
+    result = diffusion_sampling.main(argv)
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == result
+    for grid, positions in (("grid_8x8", 64), ("grid_16x16", 256)):
+        entry = result[grid]
+        assert entry["image_positions"] == positions and entry["cached_s"] > 0 and entry["recompute_s"] > 0
+        assert entry["speedup"] > 0
+    assert result["steps"] == 2 and result["guidance"] == 2.0 and result["latent_channels"] == 8
