@@ -120,6 +120,11 @@ class ImageObjective(ABC):
             )
         return vocab.codes_to_ids(torch.from_numpy(codes.astype(np.int64))), None
 
+    def resolved(self) -> ImageObjective:
+        """This objective with the settings it takes from its image codec filled in and checked (the
+        diffusion objective's VAE scaling); training records the result. Code objectives: itself."""
+        return self
+
     def save_image_decoder(self, out: Any) -> bool:
         """Save what decodes this objective's images into export directory `out`, if the objective itself
         knows it (a VAE it records); False: the caller exports the recipe's image tokenizer."""

@@ -15,8 +15,9 @@ head's prediction at the image positions and the target (the noise for ``epsilon
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -50,10 +51,11 @@ class DiffusionConfig(ObjectiveConfig):
     """Channels C of the VAE's latents (the paper's VAE: 8)."""
     vae: str | None = None
     """The VAE directory (diffusers layout) whose latents the shards hold; samplers and eval decode with it."""
-    scaling_factor: float = 1.0
-    """The VAE config's scaling_factor: training sees ``(raw - shift_factor) * scaling_factor``."""
-    shift_factor: float = 0.0
-    """The VAE config's shift_factor (0 for VAEs without one)."""
+    scaling_factor: float | None = None
+    """Training sees ``(raw - shift_factor) * scaling_factor``; null: the `vae` config's (1.0 without a vae).
+    Training records the value it used in the run's recipe and every checkpoint."""
+    shift_factor: float | None = None
+    """Null: the `vae` config's shift_factor (0 for VAEs without one, and without a vae)."""
 
     def check(self, key: str) -> None:
         super().check(key)
@@ -62,9 +64,11 @@ class DiffusionConfig(ObjectiveConfig):
                 raise ShowoError(f"{key}.{name} must be a positive integer, got {getattr(self, name)}")
         if not np.isfinite(self.loss_weight) or self.loss_weight < 0:
             raise ShowoError(f"{key}.loss_weight must be a finite number >= 0, got {self.loss_weight}")
-        if not np.isfinite(self.scaling_factor) or self.scaling_factor <= 0:
+        if self.scaling_factor is not None and not (
+            np.isfinite(self.scaling_factor) and self.scaling_factor > 0
+        ):
             raise ShowoError(f"{key}.scaling_factor must be a positive number, got {self.scaling_factor}")
-        if not np.isfinite(self.shift_factor):
+        if self.shift_factor is not None and not np.isfinite(self.shift_factor):
             raise ShowoError(f"{key}.shift_factor must be a finite number, got {self.shift_factor}")
 
 
@@ -117,35 +121,52 @@ class DiffusionObjective(ImageObjective):
         timesteps = index.to(latents.device)
         return scheduler.add_noise(latents, noise, timesteps), timesteps.float(), noise
 
+    def factors(self) -> tuple[float, float]:
+        """(scaling, shift) in use: the recorded ones, 1 and 0 where none is recorded."""
+        scaling, shift = self.config.scaling_factor, self.config.shift_factor
+        return (1.0 if scaling is None else scaling), (0.0 if shift is None else shift)
+
     def scale(self, raw: torch.Tensor) -> torch.Tensor:
         """Raw VAE latents -> the model's latents (``(raw - shift) * scaling``)."""
-        return (raw.float() - self.config.shift_factor) * self.config.scaling_factor
+        scaling, shift = self.factors()
+        return (raw.float() - shift) * scaling
 
     def unscale(self, latents: torch.Tensor) -> torch.Tensor:
         """The model's latents -> raw VAE latents for the VAE's decoder."""
-        return latents / self.config.scaling_factor + self.config.shift_factor
+        scaling, shift = self.factors()
+        return latents / scaling + shift
+
+    def resolved(self) -> DiffusionObjective:
+        """With a `vae`: its latent channels checked against the recipe's, and the scaling and shift factors
+        the recipe leaves null taken from its config (given ones must agree); recorded from then on."""
+        if self.config.vae is None:
+            return self
+        vae = self.load_vae()
+        taken = {"scaling_factor": vae.config.scaling_factor, "shift_factor": vae.config.shift_factor or 0.0}
+        config = replace(self.config)
+        for key, value in taken.items():
+            given = getattr(config, key)
+            if given is not None and not math.isclose(given, value, rel_tol=1e-6):
+                raise ShowoError(
+                    f"objective.{key} {given} differs from the VAE's {value} ({config.vae}/config.json):"
+                    " leave it null to take the VAE's"
+                )
+            setattr(config, key, float(value))
+        return DiffusionObjective(config)
 
     def load_vae(self, export_dir: Any = None) -> Any:
         """The diffusers `AutoencoderKL` that decodes this objective's latents: an export's own `vae/` when
         `export_dir` has one, else the recorded `vae` directory (local files, safetensors only)."""
         from pathlib import Path
 
-        from diffusers import AutoencoderKL
+        from showo.vae import load_vae
 
         path = Path(export_dir) / VAE_DIR if export_dir is not None else None
         if path is None or not path.is_dir():
             if self.config.vae is None:
                 raise ShowoError("the diffusion objective records no vae directory (objective.vae)")
             path = Path(self.config.vae)
-        if not (path / "config.json").is_file():
-            raise ShowoError(
-                f"VAE directory {path} has no config.json (not a diffusers AutoencoderKL directory)"
-            )
-        try:
-            vae = AutoencoderKL.from_pretrained(str(path), use_safetensors=True, local_files_only=True)
-        except (OSError, ValueError, TypeError, KeyError) as err:
-            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise ShowoError(f"cannot load the VAE in {path}: {reason[:200]}") from None
+        vae = load_vae(path).model
         if vae.config.latent_channels != self.config.latent_channels:
             raise ShowoError(
                 f"VAE {path} has {vae.config.latent_channels} latent channels, the objective's"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from showo import objectives
 from showo.errors import ShowoError
 from showo.model import CONFIG_NAME, HEAD_PREFIX, ShowO, load_llm_state
 from showo.recipe.schema import ShowoRecipe
@@ -21,8 +22,12 @@ from showo.vocab import UnifiedVocab
 
 
 def build_model(recipe: ShowoRecipe, load_init: bool = True) -> ShowO:
-    """A fresh ShowO from `model.llm` (pretrained Phi dir) or `model.llm_config`, plus `init_from` weights."""
+    """A fresh ShowO from `model.llm` (pretrained Phi dir) or `model.llm_config`, plus `init_from` weights.
+
+    The recipe's objective is resolved first (`ImageObjective.resolved`: a diffusion recipe's null VAE
+    scaling taken from its VAE), in place, so the data, the module and the saved recipe all use the result."""
     m = recipe.model
+    recipe.objective = objectives.get(recipe.objective).resolved().config  # e.g. the VAE's scaling, recorded
     if m.image_tokenizer is not None and not Path(m.image_tokenizer).exists():
         raise ShowoError(f"model.image_tokenizer: {m.image_tokenizer} does not exist")
     source = m.llm if m.llm is not None else dict(m.llm_config)

@@ -226,3 +226,16 @@ def test_code_models_have_no_head_and_refuse_head_weights(tiny_showo, diffusion_
     llm_only = {k: v for k, v in diffusion_model.state().items() if not k.startswith("image_head.")}
     with pytest.raises(ShowoError, match="image head"):
         copy.deepcopy(diffusion_model).load_state(llm_only, "y.safetensors")
+
+
+def test_the_vae_gives_null_factors_and_must_match_the_recipe(tiny_vae_dir, tiny_vae):
+    resolved = objectives.get(DiffusionConfig(vae=str(tiny_vae_dir), latent_channels=4)).resolved()
+    assert resolved.factors() == (tiny_vae.scaling_factor, tiny_vae.shift_factor)
+    with pytest.raises(ShowoError, match="has 4 latent channels, the objective's latent_channels is 8"):
+        objectives.get(DiffusionConfig(vae=str(tiny_vae_dir), latent_channels=8)).resolved()
+    with pytest.raises(ShowoError, match="objective.scaling_factor 123.0 differs from the VAE's"):
+        objectives.get(
+            DiffusionConfig(vae=str(tiny_vae_dir), latent_channels=4, scaling_factor=123.0)
+        ).resolved()
+    with pytest.raises(ShowoError, match="VAE not found"):
+        objectives.get(DiffusionConfig(vae=str(tiny_vae_dir / "nowhere"), latent_channels=4)).resolved()

@@ -11,8 +11,9 @@ import torch
 
 from showo.cli import main
 from showo.model import ShowO
+from showo.recipe import load_recipe
 from showo.training.checkpoint import list_checkpoints
-from tests.fixtures.latents import LATENT_CHANNELS, diffusion_recipe, write_latent_shards
+from tests.fixtures.latents import LATENT_CHANNELS, SCALE, SHIFT, diffusion_recipe, write_latent_shards
 from tests.training.conftest import recipe_dict, run_train, scalars, write_recipe
 
 STEPS = 8
@@ -34,6 +35,8 @@ def vae_dir(tmp_path_factory):
         latent_channels=LATENT_CHANNELS,
         norm_num_groups=8,
         sample_size=16,
+        scaling_factor=SCALE,
+        shift_factor=SHIFT,
     )
     out = tmp_path_factory.mktemp("vae")
     vae.save_pretrained(str(out), safe_serialization=True)
@@ -44,7 +47,15 @@ def vae_dir(tmp_path_factory):
 def diffusion_run(tmp_path_factory, tiny_llm_dir, latent_shards, vae_dir):
     tmp = tmp_path_factory.mktemp("diffusion_run")
     recipe = diffusion_recipe(
-        tmp, tiny_llm_dir, latent_shards, **{"optim.max_steps": STEPS, "objective.vae": str(vae_dir)}
+        tmp,
+        tiny_llm_dir,
+        latent_shards,
+        **{
+            "optim.max_steps": STEPS,
+            "objective.vae": str(vae_dir),
+            "objective.scaling_factor": None,  # taken from the VAE's config, and recorded
+            "objective.shift_factor": None,
+        },
     )
     path = write_recipe(tmp / "recipe.yaml", recipe)
     run_train(path)
@@ -87,6 +98,12 @@ def test_export_carries_the_latent_head_and_the_vae(diffusion_run, tmp_path):
     for key, value in model.image_head.state_dict().items():
         assert torch.equal(value, head[key]), key
     assert model.objective.name == "diffusion" and model.objective.config.latent_channels == LATENT_CHANNELS
+    assert model.objective.factors() == (
+        SCALE,
+        SHIFT,
+    )  # the VAE's, recorded although the recipe left them null
+    saved = load_recipe(diffusion_run["run_dir"] / "recipe.yaml").objective
+    assert (saved.scaling_factor, saved.shift_factor) == (SCALE, SHIFT)
     vae = model.objective.load_vae(out)
     assert vae.config.latent_channels == LATENT_CHANNELS and (out / "vae" / "config.json").is_file()
 
