@@ -41,6 +41,18 @@ class Previews(pl.Callback):
             self._image_tokenizer = load_image_tokenizer(self.image_tokenizer_path)
         return self._image_tokenizer
 
+    def decode(self, model: Any, images: torch.Tensor) -> torch.Tensor:
+        """Sampled images -> pixels: codes by the recipe's image tokenizer; without one (a latent objective)
+        scaled latents by the objective's VAE."""
+        if self.image_tokenizer_path is not None:
+            return decode_codes(self.image_tokenizer(), images, self.grid)
+        if self._image_tokenizer is None:
+            from showo.sampling.latent_images import LatentImages
+
+            objective = model.objective
+            self._image_tokenizer = LatentImages(objective.load_vae(), objective, model.image_head.patch_size)
+        return self._image_tokenizer.decode(images)
+
     def caption_codes(self, num_tokens: int, codebook_size: int) -> torch.Tensor | None:
         """Codes of the first `caption_images` samples of the captioning stream's first shard (read and
         checked by the one shard reader, like the training stream)."""
@@ -86,7 +98,7 @@ class Previews(pl.Callback):
             if self.cfg.prompts:
                 codes = self.sample_codes(model, prompter, pl_module.device)
                 if writer is not None:
-                    pixels = decode_codes(self.image_tokenizer(), codes.cpu(), self.grid)
+                    pixels = self.decode(model, codes.cpu())
                     writer.add_image(
                         "samples/t2i", np.asarray(make_grid(to_pil(pixels))), step, dataformats="HWC"
                     )

@@ -55,6 +55,8 @@ def diffusion_run(tmp_path_factory, tiny_llm_dir, latent_shards, vae_dir):
             "objective.vae": str(vae_dir),
             "objective.scaling_factor": None,  # taken from the VAE's config, and recorded
             "objective.shift_factor": None,
+            "trainer.sample_every": STEPS,
+            "trainer.sample": {"prompts": ["zero", "two"], "steps": 2, "guidance": 1.0},
         },
     )
     path = write_recipe(tmp / "recipe.yaml", recipe)
@@ -71,6 +73,17 @@ def test_training_lowers_the_diffusion_and_caption_losses(diffusion_run):
     assert len(image) == STEPS and np.mean([image[6], image[7]]) < image[0]
     assert len(scalars(run_dir, "train/loss_mmu")) == STEPS
     assert [p.name for p in list_checkpoints(run_dir)] == ["step-00000004.ckpt", "step-00000008.ckpt"]
+
+
+def test_previews_decode_the_sampled_latents_with_the_vae(diffusion_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (events,) = (diffusion_run["run_dir"] / "tensorboard").glob("events.out.tfevents.*")
+    acc = EventAccumulator(str(events), size_guidance={"images": 0})
+    acc.Reload()
+    (grid,) = acc.Images("samples/t2i")
+    # two 8 px images side by side (8x8 latents; the one-block test VAE does not downsample)
+    assert grid.step == STEPS and (grid.width, grid.height) == (2 * 8 + 2, 8)
 
 
 def test_a_resumed_run_reproduces_the_uninterrupted_losses(diffusion_run, tmp_path):
