@@ -121,6 +121,31 @@ def test_export_carries_the_latent_head_and_the_vae(diffusion_run, tmp_path):
     assert vae.config.latent_channels == LATENT_CHANNELS and (out / "vae" / "config.json").is_file()
 
 
+def test_init_from_a_diffusion_run_loads_the_head_and_a_code_stage_leaves_it_fresh(
+    diffusion_run, tmp_path, baseline
+):
+    from showo.training.init import build_model
+
+    recipe = load_recipe(diffusion_run["run_dir"] / "recipe.yaml")
+    recipe.init_from = str(diffusion_run["run_dir"])
+    model = build_model(recipe)
+    state = torch.load(list_checkpoints(diffusion_run["run_dir"])[-1], weights_only=True)["state_dict"]
+    for key, value in model.image_head.state_dict().items():
+        assert torch.equal(value, state[f"model.image_head.{key}"]), key
+    for key, value in model.llm.state_dict().items():
+        assert torch.equal(value, state[f"model.llm.{key}"]), key
+
+    # an MTP stage before a diffusion one: the transformer comes along, the head starts from its init
+    codes = load_recipe(baseline["recipe"])
+    fresh = load_recipe(diffusion_run["run_dir"] / "recipe.yaml")
+    fresh.model.codebook_size = codes.model.codebook_size
+    fresh.init_from = str(baseline["run_dir"])
+    model = build_model(fresh)
+    mtp = torch.load(list_checkpoints(baseline["run_dir"])[-1], weights_only=True)["state_dict"]
+    assert torch.equal(model.llm.get_input_embeddings().weight, mtp["model.llm.model.embed_tokens.weight"])
+    assert torch.equal(model.image_head.proj_out.weight, torch.zeros_like(model.image_head.proj_out.weight))
+
+
 def test_a_shard_of_the_other_image_format_stops_training_in_one_line(
     tmp_path, tiny_llm_dir, latent_shards, image_tokenizer_dir, shards
 ):
