@@ -3,14 +3,14 @@
 Shards hold the VAE's raw latents (`latents.npy`); the data side scales them (``(raw - shift_factor) *
 scaling_factor``, the VAE's config as recorded here) and lays out the usual rows with N placeholder image ids
 (the first image id) between [SOI] and [EOI], ``N = (h/p) * (w/p)`` patches. On the device, a t2i/c2i row's
-latents are noised at a uniform timestep by diffusers' scheduler (DDPM epsilon-prediction on the cosine
+latents (and each frame of a mixed row) are noised at a uniform timestep by diffusers' scheduler (DDPM epsilon-prediction on the cosine
 schedule ``squaredcos_cap_v2``, or rectified flow with `FlowMatchEulerDiscreteScheduler`), patchified and
 embedded with the timestep by the model's `LatentHead` (`ShowO.image_head`); the image block attends
-bidirectionally (the task's own rule, as MTP). Understanding and mixed rows see their images clean (t = 0,
-no image loss; mixed rows do not diffuse here, unlike the paper). The loss is the text tasks' next-token
-cross-entropy through the LM head plus ``loss_weight`` (the paper's lambda = 5) times the MSE between the
-head's prediction at the image positions and the target (the noise for ``epsilon``, the velocity
-``noise - x0`` for ``flow``).
+bidirectionally (the task's own rule, as MTP). Mixed rows diffuse every frame, each at its own timestep, as
+the paper does (the captions after a frame see it noised); understanding rows (mmu, instruct) see their
+images clean (t = 0, no image loss). The loss is the next-token cross-entropy of the text targets through the
+LM head plus ``loss_weight`` (the paper's lambda = 5) times the MSE between the head's prediction at the
+image positions and the target (the noise for ``epsilon``, the velocity ``noise - x0`` for ``flow``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,10 @@ import torch.nn.functional as F
 from showo.errors import ShowoError
 from showo.losses import IGNORE
 from showo.objectives.base import ImageObjective, ObjectiveConfig, Rows, SamplerOptions
-from showo.tasks import GENERATION_TASKS
+from showo.tasks import GENERATION_TASKS, INTERLEAVED_TASKS
+
+DIFFUSED_TASKS = (*GENERATION_TASKS, *INTERLEAVED_TASKS)
+"""Rows whose images are noised and denoised (Transfusion: every image of a generation or mixed sequence)."""
 
 VAE_DIR = "vae"
 """An export's VAE subdirectory (`showo export` of a diffusion checkpoint)."""
@@ -216,7 +219,8 @@ class DiffusionObjective(ImageObjective):
         return ids, labels
 
     def mixed_rows(self, prompter, frames, captions):
-        return prompter.mixed(frames, captions)
+        """Every frame's positions carry their placeholder ids as labels: each frame is diffused and scored."""
+        return prompter.mixed(frames, captions, labels=frames)
 
     def image_targets(self, labels: torch.Tensor, max_text_len: int) -> torch.Tensor:
         """The N image positions of a generation row (each predicts its own patch); SOI/EOI carry none."""
@@ -227,15 +231,15 @@ class DiffusionObjective(ImageObjective):
     def training_rows(
         self, task: str, batch: Mapping[str, Any], generator: torch.Generator, model: Any
     ) -> Rows:
-        """Generation rows: latents noised at a uniform timestep (noise and timesteps from `generator`), the
-        target kept for the loss; other rows with images: clean latents at t = 0."""
+        """Generation and mixed rows: every image's latents noised at its own uniform timestep (noise and
+        timesteps from `generator`), the target kept for the loss; understanding rows: clean latents, t = 0."""
         ids, labels = batch["input_ids"], batch["labels"]
         latents = batch.get("latents")
         if latents is None:
             return Rows(ids, labels)
         head = model.image_head
         latents = latents.to(ids.device, torch.float32)
-        if task in GENERATION_TASKS:
+        if task in DIFFUSED_TASKS:
             noise = torch.randn(latents.shape, generator=generator, device=generator.device).to(ids.device)
             index = torch.randint(
                 0,
@@ -251,29 +255,38 @@ class DiffusionObjective(ImageObjective):
         return Rows(ids, labels, head.embed(head.patchify(latents), clean).flatten(0, 1))
 
     def loss(self, labelled: Any, model: Any, coeffs: Mapping[str, float]) -> tuple[dict, dict]:
-        """Next-token cross-entropy of the text targets (LM head) + lambda * MSE of the image positions."""
+        """Next-token cross-entropy of the text targets (LM head) + lambda * MSE at the image positions.
+
+        A target that is an image id marks an image position (its regression target is in
+        `labelled.image_values`); the rest are text. ``loss_<task>`` is the MSE of a generation task, the
+        cross-entropy of the others; a mixed task also reports ``loss_mixed_diffusion``.
+        """
         from showo.losses import Labelled, labelled_loss
 
         parts = labelled.by_task()
-        text = [(t, n) for t, n in labelled.tasks if t not in GENERATION_TASKS]
-        states = [parts[t][0] for t, _ in text]
+        where = {t: model.vocab.is_image(targets) for t, (_, targets) in parts.items()}
+        text = [(t, int((~where[t]).sum())) for t, _ in labelled.tasks if t not in GENERATION_TASKS]
         scored = Labelled(
-            torch.cat(states) if states else labelled.logits[:0],
-            torch.cat([parts[t][1] for t, _ in text]) if text else labelled.targets[:0],
+            torch.cat([parts[t][0][~where[t]] for t, _ in text]) if text else labelled.logits[:0],
+            torch.cat([parts[t][1][~where[t]] for t, _ in text]) if text else labelled.targets[:0],
             text,
             labelled.anchor,
         )
         out = labelled_loss(scored.with_head(model.llm.lm_head), coeffs)
         total = out["loss"]
-        for task, n in labelled.tasks:
-            if task not in GENERATION_TASKS:
+        for task, _ in labelled.tasks:
+            image = where[task]
+            if not image.any():
                 continue
             target = labelled.image_values.get(task)
-            assert target is not None and len(target) == n, f"{task}: no regression target per image position"
-            predicted = model.image_head.output(parts[task][0])
-            out[f"loss_{task}"] = F.mse_loss(predicted, target.float())
-            out[f"tokens_{task}"] = torch.tensor(n, device=predicted.device)
-            total = total + self.config.loss_weight * coeffs.get(task, 1.0) * out[f"loss_{task}"]
+            count = int(image.sum())
+            assert target is not None and len(target) == count, f"{task}: a target per image position"
+            predicted = model.image_head.output(parts[task][0][image])
+            key = f"loss_{task}" if task in GENERATION_TASKS else f"loss_{task}_diffusion"
+            out[key] = F.mse_loss(predicted, target.float())
+            if task in GENERATION_TASKS:
+                out[f"tokens_{task}"] = torch.tensor(count, device=predicted.device)
+            total = total + self.config.loss_weight * coeffs.get(task, 1.0) * out[key]
         out["loss"] = total
         return out, {}
 

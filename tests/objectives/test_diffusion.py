@@ -239,3 +239,45 @@ def test_the_vae_gives_null_factors_and_must_match_the_recipe(tiny_vae_dir, tiny
         ).resolved()
     with pytest.raises(ShowoError, match="VAE not found"):
         objectives.get(DiffusionConfig(vae=str(tiny_vae_dir / "nowhere"), latent_channels=4)).resolved()
+
+
+def test_mixed_rows_diffuse_every_frame_and_score_text_and_latents(diffusion_model, tmp_path):
+    module = module_for(diffusion_model, "epsilon", tmp_path)
+    model, objective = module.model, module.objective
+    frames = [
+        {
+            "__key__": f"m{i}",
+            "__url__": "mem.tar",
+            "latents.npy": np.stack([class_latent(i), class_latent(i + 1)]),
+            "txt": "x",
+            "json": {"task": "mixed", "frame_captions": [f"a drawing of {CLASSES[i]}", "then the next one"]},
+        }
+        for i in range(2)
+    ]
+    batch = BatchBuilder("mixed", model.prompter(max_frames=2), objective=objective, max_frames=2)(
+        frames, seed=3
+    )
+    assert batch["latents"].shape == (4, LATENT_CHANNELS, 8, 8)
+    image = model.vocab.is_image(batch["input_ids"])
+    assert torch.equal(batch["labels"][image], batch["input_ids"][image])  # every frame position is scored
+    rows = {"mixed": objective.training_rows("mixed", batch, torch.Generator().manual_seed(5), model)}
+    got = module.losses(rows)[0]
+
+    g = torch.Generator().manual_seed(5)
+    x0 = batch["latents"]
+    eps = torch.randn(x0.shape, generator=g)
+    index = torch.randint(0, T, (4,), generator=g)
+    ac = cosine_alphas_cumprod()[index].float().view(-1, 1, 1, 1)
+    noisy = ac.sqrt() * x0 + (1 - ac).sqrt() * eps
+    head = model.image_head
+    embeds = head.embed(unfold(noisy), index.float()).flatten(0, 1)
+    mask = batch_attention_mask([("mixed", batch["input_ids"])], model.vocab)
+    with torch.no_grad():
+        hidden = model.hidden_states(batch["input_ids"], mask, embeds)
+        mse = ((head.output(hidden[image]) - unfold(eps).flatten(0, 1)) ** 2).mean()
+        labels = batch["labels"]
+        text = (labels != -100) & ~image
+        ce = F.cross_entropy(model.llm.lm_head(hidden[text]).float(), labels[text])
+    assert float(got["loss_mixed_diffusion"]) == pytest.approx(float(mse), rel=1e-4)
+    assert float(got["loss_mixed"]) == pytest.approx(float(ce), rel=1e-4)
+    assert float(got["loss"]) == pytest.approx(float(ce + 5.0 * mse), rel=1e-4)

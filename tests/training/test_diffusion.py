@@ -13,7 +13,14 @@ from showo.cli import main
 from showo.model import ShowO
 from showo.recipe import load_recipe
 from showo.training.checkpoint import list_checkpoints
-from tests.fixtures.latents import LATENT_CHANNELS, SCALE, SHIFT, diffusion_recipe, write_latent_shards
+from tests.fixtures.latents import (
+    LATENT_CHANNELS,
+    SCALE,
+    SHIFT,
+    diffusion_recipe,
+    write_latent_keyframes,
+    write_latent_shards,
+)
 from tests.training.conftest import recipe_dict, run_train, scalars, write_recipe
 
 STEPS = 8
@@ -46,6 +53,7 @@ def vae_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def diffusion_run(tmp_path_factory, tiny_llm_dir, latent_shards, vae_dir):
     tmp = tmp_path_factory.mktemp("diffusion_run")
+    keyframes = write_latent_keyframes(tmp / "keyframes")
     recipe = diffusion_recipe(
         tmp,
         tiny_llm_dir,
@@ -55,6 +63,7 @@ def diffusion_run(tmp_path_factory, tiny_llm_dir, latent_shards, vae_dir):
             "objective.vae": str(vae_dir),
             "objective.scaling_factor": None,  # taken from the VAE's config, and recorded
             "objective.shift_factor": None,
+            "data.streams.mixed": {"shards": [keyframes], "batch_size": 2, "max_frames": 2},
             "trainer.sample_every": STEPS,
             "trainer.sample": {"prompts": ["zero", "two"], "steps": 2, "guidance": 1.0},
         },
@@ -72,6 +81,8 @@ def test_training_lowers_the_diffusion_and_caption_losses(diffusion_run):
     image = scalars(run_dir, "train/loss_c2i")
     assert len(image) == STEPS and np.mean([image[6], image[7]]) < image[0]
     assert len(scalars(run_dir, "train/loss_mmu")) == STEPS
+    assert len(scalars(run_dir, "train/loss_mixed")) == STEPS  # the captions of the keyframes
+    assert len(scalars(run_dir, "train/loss_mixed_diffusion")) == STEPS  # every frame diffused
     assert [p.name for p in list_checkpoints(run_dir)] == ["step-00000004.ckpt", "step-00000008.ckpt"]
 
 
