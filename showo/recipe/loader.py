@@ -39,10 +39,12 @@ from showo.recipe.schema import TASKS, ShowoRecipe
 
 if TYPE_CHECKING:
     from showo.tokenizer.config import TokenizerRecipe
+    from showo.vae.config import VaeRecipe
 
 KINDS: dict[str, str] = {
     "showo": "showo.recipe.schema:ShowoRecipe",
     "tokenizer": "showo.tokenizer.config:TokenizerRecipe",
+    "vae": "showo.vae.config:VaeRecipe",
 }
 """Recipe kind -> schema class, imported lazily (the tokenizer schema lives with the tokenizer)."""
 
@@ -53,8 +55,11 @@ _PLAIN_REFERENCE = re.compile(r"\$\{\s*\.*[\w-]+(?:\.[\w-]+)*\s*\}")
 """`${key}`, `${a.b.0}`, `${..sibling}`: OmegaConf node references, the only interpolation a recipe may use."""
 
 
-def load_recipe(path: str | os.PathLike, overrides: Sequence[str] = ()) -> ShowoRecipe | TokenizerRecipe:
-    """Load, merge, type-check and validate a recipe; returns a `ShowoRecipe` or `TokenizerRecipe` object.
+def load_recipe(
+    path: str | os.PathLike, overrides: Sequence[str] = ()
+) -> ShowoRecipe | TokenizerRecipe | VaeRecipe:
+    """Load, merge, type-check and validate a recipe; returns a `ShowoRecipe`, `TokenizerRecipe` or
+    `VaeRecipe` object.
 
     Every other path inside a recipe is relative to the working directory; only `base:` is resolved
     against the directory of the file that names it.

@@ -151,37 +151,14 @@ class TokenizerModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         reduce = self.trainer.strategy.reduce
-        values = torch.cat(self._psnr) if self._psnr else torch.zeros(0, 2, device=self.device)
-        whole = values[:, 1] > 0
-        metrics: dict[str, torch.Tensor] = {}
-        for key, rows in (("heldout/psnr", values[whole, 0]), ("heldout/psnr_crops", values[~whole, 0])):
-            total = reduce(rows.sum().double(), reduce_op="sum")
-            count = reduce(
-                torch.tensor(float(rows.numel()), device=self.device, dtype=torch.float64), reduce_op="sum"
-            )
-            if count > 0:
-                metrics[key] = (total / count).float()
+        metrics = heldout_psnr(self, self._psnr)
         counts = reduce(self._counts, reduce_op="sum")
         usage, perplexity = codebook_stats(counts)
         metrics["train/usage"] = torch.tensor(usage)
         metrics["train/perplexity"] = torch.tensor(perplexity)
         self.log_dict(metrics)
         self.evaluated = (self.global_step, {k: float(v) for k, v in metrics.items()})
-        self._log_grids()
-
-    def _log_grids(self) -> None:
-        if not isinstance(self.logger, TensorBoardLogger) or self.trainer.sanity_checking:
-            return
-        from showo.sampling.images import make_grid, to_pil
-
-        for name, (originals, recs) in self._grids.items():
-            sheet = make_grid(to_pil(torch.cat([originals, recs])), ncol=len(originals))
-            self.logger.experiment.add_image(
-                f"{name}/originals_over_reconstructions",
-                np.asarray(sheet),
-                self.global_step,
-                dataformats="HWC",
-            )
+        log_grids(self, self._grids)
 
     def configure_optimizers(self) -> dict[str, Any]:
         optim, loss = self.recipe.optim, self.recipe.loss
@@ -193,6 +170,36 @@ class TokenizerModule(L.LightningModule):
             optimizer, lr_lambda(optim.warmup_steps, optim.max_steps, optim.min_lr_ratio)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def heldout_psnr(module: L.LightningModule, rows: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Mean PSNR over all ranks of the whole held-out photos and of their crops, from [N, 2] rows of
+    (psnr, whole)."""
+    reduce = module.trainer.strategy.reduce
+    values = torch.cat(rows) if rows else torch.zeros(0, 2, device=module.device)
+    whole = values[:, 1] > 0
+    metrics: dict[str, torch.Tensor] = {}
+    for key, part in (("heldout/psnr", values[whole, 0]), ("heldout/psnr_crops", values[~whole, 0])):
+        total = reduce(part.sum().double(), reduce_op="sum")
+        count = reduce(
+            torch.tensor(float(part.numel()), device=module.device, dtype=torch.float64), reduce_op="sum"
+        )
+        if count > 0:
+            metrics[key] = (total / count).float()
+    return metrics
+
+
+def log_grids(module: L.LightningModule, grids: dict[str, list[torch.Tensor]]) -> None:
+    """TensorBoard images: each set's originals above their reconstructions."""
+    if not isinstance(module.logger, TensorBoardLogger) or module.trainer.sanity_checking:
+        return
+    from showo.sampling.images import make_grid, to_pil
+
+    for name, (originals, recs) in grids.items():
+        sheet = make_grid(to_pil(torch.cat([originals, recs])), ncol=len(originals))
+        module.logger.experiment.add_image(
+            f"{name}/originals_over_reconstructions", np.asarray(sheet), module.global_step, dataformats="HWC"
+        )
 
 
 def _decay_groups(module: torch.nn.Module, weight_decay: float, lr: float) -> list[dict[str, Any]]:
@@ -218,13 +225,14 @@ def recipe_hash(recipe: TokenizerRecipe) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def reusable_export(recipe: TokenizerRecipe) -> Path | None:
-    """The export directory if it already holds a tokenizer trained from an equivalent recipe."""
+def reusable_export(recipe: TokenizerRecipe, weights_name: str = WEIGHTS_NAME) -> Path | None:
+    """The export directory if it already holds a tokenizer (or VAE: its `weights_name`) trained from an
+    equivalent recipe."""
     export = Path(recipe.export_path)
     record = export / TRAINING_RECORD
     if not (recipe.reuse_export and record.is_file() and (export / CONFIG_NAME).is_file()):
         return None
-    if not (export / WEIGHTS_NAME).is_file():
+    if not (export / weights_name).is_file():
         return None
     try:
         saved = json.loads(record.read_text())
@@ -254,7 +262,7 @@ def _strategy(recipe: TokenizerRecipe) -> str:
     name = recipe.trainer.strategy.name
     if name == "deepspeed":
         raise ShowoError(
-            "trainer.strategy.name: tokenizer runs use auto or ddp (the model is small; no ZeRO needed)"
+            "trainer.strategy.name: tokenizer and VAE runs use auto or ddp (small models; no ZeRO needed)"
         )
     return name
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from diffusers import AutoencoderKL
+from diffusers.utils import logging as diffusers_logging
 from torch import nn
 
 from showo.errors import ShowoError
@@ -172,8 +173,25 @@ def load_vae(path: str | Path) -> Vae:
     weights = path / WEIGHTS_NAME
     if not weights.is_file():
         raise ShowoError(f"VAE directory {path} has no {WEIGHTS_NAME} (safetensors weights are required)")
+    quiet = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()  # its missing-weights warning spans lines; ours is one
     try:
-        model = AutoencoderKL.from_pretrained(str(path), use_safetensors=True, local_files_only=True)
+        model, info = AutoencoderKL.from_pretrained(
+            str(path),
+            use_safetensors=True,
+            local_files_only=True,
+            low_cpu_mem_usage=False,  # a plain load: no `accelerate`, and diffusers reports missing keys
+            output_loading_info=True,
+        )
     except Exception as err:  # noqa: BLE001  (diffusers raises OS, value and safetensors errors)
         raise ShowoError(f"cannot load the VAE in {path}: {first_line(err)}") from None
+    finally:
+        diffusers_logging.set_verbosity(quiet)
+    for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+        keys = [str(k) for k in info.get(kind) or []]
+        if keys:  # diffusers would leave missing weights random: not the VAE the config describes
+            shown = ", ".join(keys[:3]) + (" ..." if len(keys) > 3 else "")
+            raise ShowoError(
+                f"VAE weights {weights} do not match its config: {kind.replace('_', ' ')} ({len(keys)}): {shown}"
+            )
     return Vae(model).eval()
