@@ -49,3 +49,30 @@ def test_tiny_stages_chain():
     assert stages["stage2"].init_from == f"runs/{stages['stage1'].run.name}"
     assert stages["caption"].init_from == f"runs/{stages['stage2'].run.name}"
     assert "t2i" in stages["stage2"].data.streams and stages["stage2"].data.streams.get("c2i") is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "cause"),
+    [
+        (["data.pack_tokens=600"], "data.pack_tokens cannot pack the diffusion objective's image rows"),
+        (["objective.patch_size=0"], "objective.patch_size must be a positive integer"),
+    ],
+)
+def test_diffusion_recipe_mistakes_are_one_line(overrides, cause, monkeypatch, capsys):
+    from showo.cli import main
+
+    monkeypatch.chdir(REPO)
+    assert main(["recipe", "show", "recipes/tiny-transfusion/stage1.yaml", *overrides]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("showo: error: ") and cause in err and err.count("\n") == 1
+
+
+def test_a_code_objective_needs_an_image_tokenizer(tmp_path, capsys):
+    from showo.cli import main
+
+    derived = tmp_path / "codes.yaml"
+    derived.write_text(f"base: {REPO / 'recipes/tiny-transfusion/stage1.yaml'}\nobjective:\n  image: mtp\n")
+    assert main(["recipe", "validate", str(derived)]) == 2
+    err = capsys.readouterr().err
+    assert "model.image_tokenizer is required: the mtp objective trains on image codes" in err
+    assert err.count("\n") == 1
