@@ -111,7 +111,7 @@ def test_loss_falls_on_a_fixed_batch(flush_denormal):
     recipe = load_recipe(RECIPE, TOY)
     torch.manual_seed(0)
     module = vae_training.VaeModule(recipe)
-    batch = fixed_sample(32, {"shapes": 1.0}, 0, 4)
+    batch = fixed_sample(16, {"shapes": 1.0}, 0, 4)
     optimizer = torch.optim.AdamW(module.parameters(), lr=3e-3)
     losses = []
     for _ in range(30):
