@@ -163,3 +163,12 @@ def test_a_given_scaling_factor_is_exported_as_is(tmp_path):
     overrides = [*toy_overrides(tmp_path, 1), "model.scaling_factor=0.5", "model.shift_factor=0.1"]
     vae = load_vae(vae_training.fit(load_recipe(RECIPE, overrides)))
     assert (vae.scaling_factor, vae.shift_factor) == (0.5, pytest.approx(0.1))
+
+
+def test_showo_train_says_one_line_for_bad_input(tmp_path, capsys):
+    for override, phrase in (("resume=nope.ckpt", "resume checkpoint not found"), ("model.bogus=1", "bogus")):
+        code = main(
+            ["train", RECIPE, f"run.output_dir={tmp_path}", f"export_dir={tmp_path}/export", override]
+        )
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("showo: error: ") and err.count("\n") == 1 and phrase in err
