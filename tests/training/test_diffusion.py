@@ -210,3 +210,35 @@ def test_two_process_zero2_learns_the_diffusion_objective(tmp_path, tiny_llm_dir
     model = ShowO.from_pretrained(out)
     for key, value in model.image_head.state_dict().items():
         assert torch.equal(value, expected[f"model.image_head.{key}"].float()), key
+
+
+def test_rectified_flow_learns_the_class_conditional_latents(tmp_path, tiny_llm_dir, latent_shards):
+    """Trained on four fixed class latents, the model's own sampler draws each class's latent (nearest of the
+    four), so training and sampling agree on layout, timesteps and scaling."""
+    from showo.training.export import load_checkpoint_model
+    from tests.fixtures.latents import CLASSES, class_latent
+
+    steps = 300
+    recipe = diffusion_recipe(
+        tmp_path,
+        tiny_llm_dir,
+        latent_shards,
+        **{
+            "optim.max_steps": steps,
+            "optim.warmup_steps": 10,
+            "trainer.checkpoint_every": steps,
+            "trainer.log_every": 50,
+            "objective.prediction": "flow",
+            "data.streams": {"c2i": {"shards": [latent_shards], "batch_size": 8}},
+        },
+    )
+    run_train(write_recipe(tmp_path / "recipe.yaml", recipe))
+    model, _ = load_checkpoint_model(list_checkpoints(tmp_path / "runs" / "diffusion")[-1])
+    objective = model.eval().objective
+    targets = torch.stack([objective.scale(torch.from_numpy(class_latent(i)).float()) for i in range(4)])
+    options = objective.options(steps=25, guidance=1.0)
+    latents = objective.generate(
+        model, model.prompter(), CLASSES * 2, options, torch.Generator().manual_seed(0)
+    )
+    distances = torch.cdist(latents.flatten(1), targets.flatten(1))
+    assert distances.argmin(1).tolist() == [0, 1, 2, 3] * 2
