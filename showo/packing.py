@@ -180,13 +180,17 @@ def unpack(hidden: torch.Tensor, packed: PackedRows) -> torch.Tensor:
 
 
 def packed_hidden_states(
-    model: Any, parts: Sequence[tuple[str, torch.Tensor]], budget: int
+    model: Any,
+    parts: Sequence[tuple[str, torch.Tensor]],
+    budget: int,
+    image_embeds: torch.Tensor | None = None,
 ) -> list[torch.Tensor]:
     """``model.hidden_states`` of rows given as (attention rule, ids ``[B, L_i]``), computed packed.
 
     Rows of every length (mixed rows are longer) go into one pool; each part's hidden states come back in
     its padded layout ``[B, L_i, H]``, zeros at the pads (which carry no target); also returns how many
-    positions the transformer ran (the packed rows' size, for throughput telemetry).
+    positions the transformer ran (the packed rows' size, for throughput telemetry). ``image_embeds``
+    ``[K, H]`` (a latent objective's) belong to the parts' image positions in row order and travel with them.
     """
     pad = model.vocab.pad_id
     width = max(ids.shape[1] for _, ids in parts)
@@ -197,6 +201,13 @@ def packed_hidden_states(
         mask = packed_block_mask(packed, ids, rules, model.vocab)
     else:
         mask = packed_attention_mask(packed, ids, rules, model.vocab)
-    hidden = unpack(model.hidden_states(packed.ids, mask, position_ids=packed.position_ids), packed)
+    embeds = None
+    if image_embeds is not None:  # laid out like the padded rows, then packed like the ids
+        where = model.vocab.is_image(ids) | (ids == model.vocab.mask_id)
+        padded = image_embeds.new_zeros(*ids.shape, image_embeds.shape[-1])
+        padded[where] = image_embeds
+        embeds = padded[packed.sample.clamp(min=0), packed.source]
+    hidden = model.hidden_states(packed.ids, mask, embeds, position_ids=packed.position_ids)
+    hidden = unpack(hidden, packed)
     out = [h[:, : p.shape[1]] for h, (_, p) in zip(hidden.split([len(p) for _, p in parts]), parts)]
     return out, packed.ids.numel()

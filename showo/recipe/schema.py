@@ -343,10 +343,6 @@ class ShowoRecipe:
             raise ShowoError(
                 f"model.image_tokenizer is required: the {objective.name} objective trains on image codes"
             )
-        if objective.image_format != "codes" and self.data.pack_tokens:
-            raise ShowoError(
-                f"data.pack_tokens cannot pack the {objective.name} objective's image rows (set 0)"
-            )
         grid = self.model.image_grid
         if self.data.pack_tokens:
             mixed = self.data.streams.get("mixed")

@@ -84,12 +84,11 @@ class ShowoModule(pl.LightningModule):
         handed to the forward of the rows they belong to."""
         hidden: dict[str, torch.Tensor] = {}
         if self.recipe.data.pack_tokens:
-            if any(r.image_embeds is not None for r in rows.values()):
-                raise ShowoError(
-                    f"data.pack_tokens cannot pack the {self.objective.name} objective's image rows"
-                )
             parts = [(self.objective.attention(t), r.ids) for t, r in rows.items()]
-            out, self.positions_run = packed_hidden_states(self.model, parts, self.recipe.data.pack_tokens)
+            embeds = self.image_embeds(list(rows.values()))
+            out, self.positions_run = packed_hidden_states(
+                self.model, parts, self.recipe.data.pack_tokens, embeds
+            )
             return dict(zip(rows, out))
         self.positions_run = sum(r.ids.numel() for r in rows.values())
         by_length: dict[int, list[str]] = {}

@@ -82,9 +82,10 @@ def cosine_alphas_cumprod() -> torch.Tensor:
     return torch.cumprod(1 - torch.tensor(betas, dtype=torch.float64), 0)
 
 
-def module_for(model: ShowO, prediction: str, tmp_path) -> ShowoModule:
+def module_for(model: ShowO, prediction: str, tmp_path, **changes) -> ShowoModule:
     shards = write_latent_shards(tmp_path / "shards", count=8)
-    recipe_dict = diffusion_recipe(tmp_path, "unused-llm", shards, **{"objective.prediction": prediction})
+    changes = {"objective.prediction": prediction, **changes}
+    recipe_dict = diffusion_recipe(tmp_path, "unused-llm", shards, **changes)
     import yaml
 
     path = tmp_path / "recipe.yaml"
@@ -281,3 +282,33 @@ def test_mixed_rows_diffuse_every_frame_and_score_text_and_latents(diffusion_mod
     assert float(got["loss_mixed_diffusion"]) == pytest.approx(float(mse), rel=1e-4)
     assert float(got["loss_mixed"]) == pytest.approx(float(ce), rel=1e-4)
     assert float(got["loss"]) == pytest.approx(float(ce + 5.0 * mse), rel=1e-4)
+
+
+def test_packed_rows_carry_their_latents_and_give_the_padded_losses(diffusion_model, tmp_path):
+    padded = module_for(diffusion_model, "epsilon", tmp_path / "padded")
+    packed = module_for(diffusion_model, "epsilon", tmp_path / "packed", **{"data.pack_tokens": 120})
+    model, objective = padded.model, padded.objective
+    prompter = model.prompter(max_frames=2)
+    frames = [
+        {
+            "__key__": "m",
+            "__url__": "mem.tar",
+            "latents.npy": np.stack([class_latent(0), class_latent(1)]),
+            "txt": "x",
+            "json": {"frame_captions": ["zero", "one"]},
+        }
+    ]
+    batches = {
+        "c2i": BatchBuilder("c2i", prompter, objective=objective)(samples(3), seed=1),
+        "mmu": BatchBuilder("mmu", prompter, objective=objective)(samples(2), seed=2),
+        "mixed": BatchBuilder("mixed", prompter, objective=objective, max_frames=2)(frames, seed=3),
+    }
+    rows = {
+        t: objective.training_rows(t, b, torch.Generator().manual_seed(5), model) for t, b in batches.items()
+    }
+    with torch.no_grad():
+        expected, got = padded.losses(rows)[0], packed.losses(rows)[0]
+    assert packed.positions_run < padded.positions_run  # the pads were dropped
+    assert set(got) == set(expected) and "loss_mixed_diffusion" in got
+    for key in expected:
+        assert torch.allclose(got[key].float(), expected[key].float(), atol=1e-5), key

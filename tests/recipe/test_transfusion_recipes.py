@@ -55,7 +55,6 @@ def test_tiny_stages_chain():
 @pytest.mark.parametrize(
     ("overrides", "cause"),
     [
-        (["data.pack_tokens=600"], "data.pack_tokens cannot pack the diffusion objective's image rows"),
         (["objective.patch_size=0"], "objective.patch_size must be a positive integer"),
     ],
 )
