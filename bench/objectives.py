@@ -69,10 +69,9 @@ class Comparison(Demo):
     """The demo's world and steps, one stage-1 run, export and digits evaluation per objective."""
 
     def build_vae_world(self) -> None:
-        from showo.vae.training import fit, reusable_export
-
         from data_engine.build import BuildOptions, build
         from showo.recipe import load_recipe
+        from showo.vae.training import fit, reusable_export
 
         recipe = load_recipe(VAE_RECIPE, list(self.plan.tokenizer_overrides))
         recipe.export_dir = str(self.out / "vae-tiny")

@@ -165,8 +165,10 @@ def llm_corpus() -> list[str]:
     return text.documents("train") + lines + list(digits.CLASS_NAMES) * 20
 
 
-def _retarget(path: str, out: Path) -> str:
-    return str(out / path[len(SHIPPED_PREFIX) :]) if path.startswith(SHIPPED_PREFIX) else path
+def _retarget(path: str | None, out: Path) -> str | None:
+    if path is None or not path.startswith(SHIPPED_PREFIX):
+        return path
+    return str(out / path[len(SHIPPED_PREFIX) :])
 
 
 def stage_recipe(stage: str, out: Path, overrides: tuple[str, ...], scale: float = 1.0):

@@ -53,18 +53,18 @@ def test_the_objectives_comparison_runs_each_objective_on_one_world(tmp_path, ca
 
     from bench import objectives
 
-    summary = objectives.main(["--objectives", "mtp,ar", "--budget", "smoke", "--out", str(tmp_path)])
+    summary = objectives.main(["--budget", "smoke", "--out", str(tmp_path)])
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed == summary == json.loads((tmp_path / "compare" / "objectives.json").read_text())
-    for name in ("mtp", "ar"):
-        result = summary["objectives"][name]
+    results = summary["objectives"]
+    assert list(results) == ["mtp", "ar", "diffusion"]
+    for result in results.values():
         assert 0.0 <= result["digits_accuracy"] <= 1.0 and result["train_cpu_s_per_step"] > 0
-        assert result["sampling_cpu_s_per_image"] > 0 and result["image_positions_per_image"] == 256
-    assert (
-        summary["objectives"]["mtp"]["sampler"] == "maskgit"
-        and summary["objectives"]["ar"]["sampler"] == "ar"
-    )
-    assert summary["objectives"]["mtp"]["flops_per_step"] == summary["objectives"]["ar"]["flops_per_step"]
+        assert result["sampling_cpu_s_per_image"] > 0 and result["flops_per_step"] > 0
+    assert {n: r["sampler"] for n, r in results.items()} == {"mtp": "maskgit", "ar": "ar", "diffusion": "diffusion"}
+    positions = {n: r["image_positions_per_image"] for n, r in results.items()}
+    assert positions == {"mtp": 256, "ar": 256, "diffusion": 64}  # 16x16 codes; 8x8 patches of 16x16 latents
+    assert results["mtp"]["flops_per_step"] == results["ar"]["flops_per_step"] > results["diffusion"]["flops_per_step"]
     with Image.open(summary["sheet"]) as sheet:
         assert sheet.format == "PNG" and sheet.height > 0
     (tmp_path / "models").rename(tmp_path / "models-first")  # a rerun reuses the world and the runs
