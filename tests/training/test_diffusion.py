@@ -132,6 +132,39 @@ def test_export_carries_the_latent_head_and_the_vae(diffusion_run, tmp_path):
     assert vae.config.latent_channels == LATENT_CHANNELS and (out / "vae" / "config.json").is_file()
 
 
+def test_a_trained_checkpoint_round_trips_export_generate_eval(diffusion_run, tmp_path, capsys):
+    """export -> `showo generate` -> `showo eval` on what training wrote: the command draws exactly what the
+    diffusion sampler draws from the export, decoded by the exported VAE, and the digits suite scores it."""
+    import json
+
+    from PIL import Image
+
+    from showo.sampling import diffusion
+    from showo.sampling.images import save_grid
+    from showo.sampling.pipeline import load_pipeline
+
+    out = tmp_path / "export"
+    ckpt = list_checkpoints(diffusion_run["run_dir"])[-1]
+    assert main(["export", "--ckpt", str(ckpt), "--out", str(out)]) == 0
+    grid = tmp_path / "grid.png"
+    argv = ["generate", "--ckpt", str(out), "--prompt", "zero", "--n", "2", "--steps", "2", "--seed", "3"]
+    assert main([*argv, "--guidance", "1.5", "--out", str(grid)]) == 0
+    pipe = load_pipeline(out, device="cpu")
+    options = pipe.objective.options(steps=2, guidance=1.5)
+    with torch.no_grad():
+        latents = diffusion.generate(pipe.model, pipe.prompter, ["zero"] * 2, options, pipe.generator(3))
+        expected = save_grid(pipe.decode_images(latents), tmp_path / "expected.png", ncol=2)
+    with Image.open(grid) as drawn, Image.open(expected) as reference:
+        assert np.array_equal(np.asarray(drawn), np.asarray(reference))
+    scores = tmp_path / "digits.json"
+    argv = ["eval", "--ckpt", str(out), "--suite", "digits", "--steps", "2", "--out", str(scores)]
+    assert main(argv) == 0
+    result = json.loads(scores.read_text())
+    assert result["sampler"] == "diffusion" and result["objective"]["image"] == "diffusion"
+    assert 0.0 <= result["scores"]["accuracy"] <= 1.0 and result["scores"]["n"] == 100
+    capsys.readouterr()
+
+
 def test_init_from_a_diffusion_run_loads_the_head_and_a_code_stage_leaves_it_fresh(
     diffusion_run, tmp_path, baseline
 ):
