@@ -61,10 +61,18 @@ def test_the_objectives_comparison_runs_each_objective_on_one_world(tmp_path, ca
     for result in results.values():
         assert 0.0 <= result["digits_accuracy"] <= 1.0 and result["train_cpu_s_per_step"] > 0
         assert result["sampling_cpu_s_per_image"] > 0 and result["flops_per_step"] > 0
-    assert {n: r["sampler"] for n, r in results.items()} == {"mtp": "maskgit", "ar": "ar", "diffusion": "diffusion"}
+    assert {n: r["sampler"] for n, r in results.items()} == {
+        "mtp": "maskgit",
+        "ar": "ar",
+        "diffusion": "diffusion",
+    }
     positions = {n: r["image_positions_per_image"] for n, r in results.items()}
     assert positions == {"mtp": 256, "ar": 256, "diffusion": 64}  # 16x16 codes; 8x8 patches of 16x16 latents
-    assert results["mtp"]["flops_per_step"] == results["ar"]["flops_per_step"] > results["diffusion"]["flops_per_step"]
+    assert (
+        results["mtp"]["flops_per_step"]
+        == results["ar"]["flops_per_step"]
+        > results["diffusion"]["flops_per_step"]
+    )
     with Image.open(summary["sheet"]) as sheet:
         assert sheet.format == "PNG" and sheet.height > 0
     (tmp_path / "models").rename(tmp_path / "models-first")  # a rerun reuses the world and the runs
