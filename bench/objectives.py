@@ -2,18 +2,21 @@
 
 The analogue of Transfusion's study against Chameleon, across every objective this system trains: one tiny
 backbone, one data set (the demo's class-conditional digits with captioning and language modelling, the
-tiny stage 1), one seed, the same rows and optimizer steps for each objective. Training compute is recorded
-both ways: model FLOPs per step as `showo recipe plan` counts them (the image positions differ: 16x16 codes
-against 2x2 patches of the VAE's latents) and CPU seconds. Per objective it reports the digits accuracy of
-the existing judge (the digits suite at its pinned settings), the final training loss, CPU seconds per
-step, sampling CPU seconds per image and image positions per image, writes `objectives.json` and a PNG sheet
-(each objective's digits generations, one row per objective) under `--out`, and prints one JSON line. The
-loss curves are in TensorBoard: `showo tensorboard <out>/runs` shows the runs together.
+tiny stage 1), one seed and the same rows per step for each objective, at equal training compute: the first
+objective trains its recipe's steps and every other one as many steps as its model FLOPs per step (as
+`showo recipe plan` counts them; the image positions differ: 16x16 codes against 2x2 patches of the VAE's
+latents) allow in the same FLOPs (`--match steps`: each recipe's own steps instead). CPU seconds are recorded
+too. Per objective it reports the digits accuracy of the existing judge (the digits suite at its pinned
+settings), the final training loss, CPU seconds per step, sampling CPU seconds per image and image positions
+per image, writes `compare/objectives.json` and a PNG sheet (each objective's digits generations, one row per
+objective) under `--out`, and prints one JSON line. The loss curves are in TensorBoard: `showo tensorboard
+<out>/runs` shows the runs together.
 
 The world (tiny LLM, image tokenizer, code shards; for diffusion the tiny VAE and latent shards) is the
 demo's and is reused when present under `--out` (default `demo_out`, so after `make demo` only the
-comparison itself runs). `--budget smoke` runs every step for a handful of steps (the test's budget).
-Run: `.venv/bin/python -m bench.objectives [--objectives mtp,ar,diffusion] [--scale 1.0] [--out demo_out]`.
+comparison itself runs), as is a finished run. `--budget smoke` runs every step for a handful of steps (the
+test's budget).
+Run: `.venv/bin/python -m bench.objectives [--objectives mtp,ar,diffusion] [--match flops] [--out demo_out]`.
 """
 
 from __future__ import annotations
@@ -95,14 +98,20 @@ class Comparison(Demo):
                 f"shards {name}", lambda o=options: build(o), fresh(target / "report.json", weights)
             )
 
-    def contend(self, name: str) -> dict:
+    def contend(self, name: str, flops: float | None = None) -> dict:
+        """Train, export and judge one objective; `flops` (the first objective's training FLOPs) sets its
+        steps so that every objective trains on the same compute (None: the recipe's own steps)."""
         from showo.recipe.plan import plan_recipe
         from showo.training import fit
         from showo.training.export import export
 
         contender = CONTENDERS[name]
-        overrides = (*self.plan.stage_overrides, f"run.name=compare-{name}")
-        recipe = recipe_under(ROOT / contender.recipe, self.out, overrides, self.plan.scale)
+        recipe = recipe_under(ROOT / contender.recipe, self.out, self.plan.stage_overrides, self.plan.scale)
+        plan = plan_recipe(recipe)
+        own = recipe.optim.max_steps
+        steps = own if flops is None else max(1, round(flops / plan.flops_per_step))
+        recipe.run.name = f"compare-{name}" if steps == own else f"compare-{name}-{steps}"
+        recipe.optim.max_steps = steps
         record = (
             Path(recipe.run_dir) / "compare.json"
         )  # the training cost, kept for reruns that reuse the run
@@ -111,14 +120,15 @@ class Comparison(Demo):
         if not self.progress.times[f"train {name}"]["reused"]:
             per_step = round((cpu_seconds() - cpu) / recipe.optim.max_steps, 3)
             record.write_text(json.dumps({"train_cpu_s_per_step": per_step}))
-        target = self.out / "models" / f"compare-{name}"
+        target = self.out / "models" / recipe.run.name
         self.progress.step(
             f"export {name}", lambda: export(recipe.run_dir, target, recipe.model.image_tokenizer), False
         )
-        plan = plan_recipe(recipe)
         result = {
             "recipe": contender.recipe,
-            "steps": recipe.optim.max_steps,
+            "run": recipe.run.name,
+            "steps": steps,
+            "train_flops": steps * plan.flops_per_step,
             "flops_per_step": plan.flops_per_step,
             "tokens_per_step": plan.tokens_per_step,
             "train_cpu_s_per_step": json.loads(record.read_text())["train_cpu_s_per_step"]
@@ -126,14 +136,14 @@ class Comparison(Demo):
             else None,
             "final_loss": final_loss(recipe.run_dir),
         }
-        return result | self.judge(name, target)
+        return result | self.judge(target)
 
-    def judge(self, name: str, model_dir: Path) -> dict:
+    def judge(self, model_dir: Path) -> dict:
         from showo.embedded import digits
         from showo.eval.suites import SuiteSettings, generate_images, load, run_suite
 
         settings = replace(SuiteSettings(), **self.plan.suite_settings)
-        eval_dir = self.out / "eval" / f"compare-{name}"
+        eval_dir = self.out / "eval" / model_dir.name
         scores = run_suite(
             model_dir,
             "digits",
@@ -156,13 +166,13 @@ class Comparison(Demo):
         }
 
 
-def sheet(out: Path, names: list[str]) -> Path:
-    """One labelled row of digits generations per objective (the top of each digits eval sheet)."""
+def sheet(out: Path, runs: dict[str, str]) -> Path:
+    """One labelled row of digits generations per objective (the top of each run's digits eval sheet)."""
     from PIL import Image, ImageDraw
 
     rows = []
-    for name in names:
-        grid = Image.open(out / "eval" / f"compare-{name}" / "digits.png").convert("RGB")
+    for name, run in runs.items():
+        grid = Image.open(out / "eval" / run / "digits.png").convert("RGB")
         rows.append((name, grid.crop((0, 0, grid.width, min(grid.height, 2 * 66)))))
     width = max(g.width for _, g in rows) + 90
     canvas = Image.new("RGB", (width, sum(g.height + 4 for _, g in rows)), "white")
@@ -183,6 +193,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default="demo_out", help="world and results directory")
     parser.add_argument("--budget", default="full", choices=("full", "smoke"))
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every training budget")
+    parser.add_argument(
+        "--match",
+        default="flops",
+        choices=("flops", "steps"),
+        help="train every objective on the first one's FLOPs (default) or on its own recipe's steps",
+    )
     args = parser.parse_args(argv)
     names = [n for n in args.objectives.split(",") if n]
     unknown = sorted(set(names) - set(CONTENDERS))
@@ -201,14 +217,19 @@ def main(argv: list[str] | None = None) -> dict:
     if any(CONTENDERS[n].vae for n in names):
         comparison.build_vae_world()
     started = time.time()
-    results = {name: comparison.contend(name) for name in names}
+    results: dict[str, dict] = {}
+    for name in names:
+        first = next(iter(results.values()), None)
+        budget_flops = first["train_flops"] if first is not None and args.match == "flops" else None
+        results[name] = comparison.contend(name, budget_flops)
     summary = {
         "bench": "objectives",
         "budget": args.budget,
         "scale": args.scale,
+        "match": args.match,
         "cpus": os.cpu_count(),
         "objectives": results,
-        "sheet": str(sheet(out, names)),
+        "sheet": str(sheet(out, {name: r["run"] for name, r in results.items()})),
         "seconds": round(time.time() - started, 1),
     }
     (out / "compare").mkdir(parents=True, exist_ok=True)

@@ -73,6 +73,11 @@ def test_the_objectives_comparison_runs_each_objective_on_one_world(tmp_path, ca
         == results["ar"]["flops_per_step"]
         > results["diffusion"]["flops_per_step"]
     )
+    # equal compute: the cheaper diffusion steps buy more of them (within one step's FLOPs of MTP's budget)
+    budget = results["mtp"]["train_flops"]
+    assert results["ar"]["steps"] == results["mtp"]["steps"] < results["diffusion"]["steps"]
+    assert abs(results["diffusion"]["train_flops"] - budget) <= results["diffusion"]["flops_per_step"] / 2
+    assert results["diffusion"]["run"] == f"compare-diffusion-{results['diffusion']['steps']}"
     with Image.open(summary["sheet"]) as sheet:
         assert sheet.format == "PNG" and sheet.height > 0
     (tmp_path / "models").rename(tmp_path / "models-first")  # a rerun reuses the world and the runs
