@@ -35,18 +35,27 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass(frozen=True)
 class Contender:
-    """An objective's tiny stage-1 recipe and the shard directories its streams read."""
+    """An objective's tiny stage-1 (digits) and stage-2 (shapes text-to-image) recipes and the shard
+    directories their streams read."""
 
     recipe: str
+    stage2: str
     shards: tuple[str, ...]
     vae: bool = False
 
 
 CONTENDERS: dict[str, Contender] = {
-    "mtp": Contender("recipes/tiny/stage1.yaml", ("digits-64", "shapes-64", "text")),
-    "ar": Contender("recipes/compare/ar.yaml", ("digits-64", "shapes-64", "text")),
+    "mtp": Contender(
+        "recipes/tiny/stage1.yaml", "recipes/tiny/stage2.yaml", ("digits-64", "shapes-64", "text")
+    ),
+    "ar": Contender(
+        "recipes/compare/ar.yaml", "recipes/compare/ar-stage2.yaml", ("digits-64", "shapes-64", "text")
+    ),
     "diffusion": Contender(
-        "recipes/compare/diffusion.yaml", ("digits-64-latents", "shapes-64-latents", "text"), vae=True
+        "recipes/compare/diffusion.yaml",
+        "recipes/compare/diffusion-stage2.yaml",
+        ("digits-64-latents", "shapes-64-latents", "text"),
+        vae=True,
     ),
 }
 VAE_RECIPE = ROOT / "recipes/vae/tiny.yaml"
@@ -98,34 +107,39 @@ class Comparison(Demo):
                 f"shards {name}", lambda o=options: build(o), fresh(target / "report.json", weights)
             )
 
-    def contend(self, name: str, flops: float | None = None) -> dict:
-        """Train, export and judge one objective; `flops` (the first objective's training FLOPs) sets its
-        steps so that every objective trains on the same compute (None: the recipe's own steps)."""
+    def contend(self, name: str, flops: float | None = None, stage: int = 1, init_from: str | None = None):
+        """Train and export one objective's stage; `flops` (the first objective's training FLOPs) sets its
+        steps so that every objective trains on the same compute (None: the recipe's own steps). Returns the
+        training figures and the exported model directory."""
         from showo.recipe.plan import plan_recipe
         from showo.training import fit
         from showo.training.export import export
 
         contender = CONTENDERS[name]
-        recipe = recipe_under(ROOT / contender.recipe, self.out, self.plan.stage_overrides, self.plan.scale)
+        path = contender.recipe if stage == 1 else contender.stage2
+        recipe = recipe_under(ROOT / path, self.out, self.plan.stage_overrides, self.plan.scale)
+        recipe.init_from = init_from
         plan = plan_recipe(recipe)
         own = recipe.optim.max_steps
         steps = own if flops is None else max(1, round(flops / plan.flops_per_step))
-        recipe.run.name = f"compare-{name}" if steps == own else f"compare-{name}-{steps}"
+        base = f"compare-{name}" if stage == 1 else f"compare-{name}-stage{stage}"
+        recipe.run.name = base if steps == own else f"{base}-{steps}"
         recipe.optim.max_steps = steps
         record = (
             Path(recipe.run_dir) / "compare.json"
         )  # the training cost, kept for reruns that reuse the run
+        label = f"{name} stage {stage}"
         cpu = cpu_seconds()
-        self.progress.step(f"train {name}", lambda: fit(recipe), stage_finished(recipe))
-        if not self.progress.times[f"train {name}"]["reused"]:
+        self.progress.step(f"train {label}", lambda: fit(recipe), stage_finished(recipe))
+        if not self.progress.times[f"train {label}"]["reused"]:
             per_step = round((cpu_seconds() - cpu) / recipe.optim.max_steps, 3)
             record.write_text(json.dumps({"train_cpu_s_per_step": per_step}))
         target = self.out / "models" / recipe.run.name
         self.progress.step(
-            f"export {name}", lambda: export(recipe.run_dir, target, recipe.model.image_tokenizer), False
+            f"export {label}", lambda: export(recipe.run_dir, target, recipe.model.image_tokenizer), False
         )
         result = {
-            "recipe": contender.recipe,
+            "recipe": path,
             "run": recipe.run.name,
             "steps": steps,
             "train_flops": steps * plan.flops_per_step,
@@ -136,7 +150,18 @@ class Comparison(Demo):
             else None,
             "final_loss": final_loss(recipe.run_dir),
         }
-        return result | self.judge(target)
+        return result, target, recipe.run_dir
+
+    def geneval(self, model_dir: Path) -> dict:
+        from showo.eval.suites import SuiteSettings, run_suite
+
+        settings = replace(SuiteSettings(), **self.plan.suite_settings)
+        out = self.out / "eval" / model_dir.name / "geneval-mini.json"
+        return {
+            "geneval_mini_overall": run_suite(model_dir, "geneval-mini", out=out, settings=settings)[
+                "scores"
+            ]["overall"]
+        }
 
     def judge(self, model_dir: Path) -> dict:
         from showo.embedded import digits
@@ -194,6 +219,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--budget", default="full", choices=("full", "smoke"))
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every training budget")
     parser.add_argument(
+        "--stages", type=int, default=2, choices=(1, 2), help="1: digits only; 2: then shapes text-to-image"
+    )
+    parser.add_argument(
         "--match",
         default="flops",
         choices=("flops", "steps"),
@@ -221,7 +249,14 @@ def main(argv: list[str] | None = None) -> dict:
     for name in names:
         first = next(iter(results.values()), None)
         budget_flops = first["train_flops"] if first is not None and args.match == "flops" else None
-        results[name] = comparison.contend(name, budget_flops)
+        trained, model_dir, run_dir = comparison.contend(name, budget_flops)
+        results[name] = trained | comparison.judge(model_dir)
+        if args.stages == 2:
+            budget_flops = (
+                first["stage2"]["train_flops"] if first is not None and args.match == "flops" else None
+            )
+            trained, model_dir, _ = comparison.contend(name, budget_flops, 2, run_dir)
+            results[name]["stage2"] = trained | comparison.geneval(model_dir)
     summary = {
         "bench": "objectives",
         "budget": args.budget,

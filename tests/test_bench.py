@@ -78,6 +78,16 @@ def test_the_objectives_comparison_runs_each_objective_on_one_world(tmp_path, ca
     assert results["ar"]["steps"] == results["mtp"]["steps"] < results["diffusion"]["steps"]
     assert abs(results["diffusion"]["train_flops"] - budget) <= results["diffusion"]["flops_per_step"] / 2
     assert results["diffusion"]["run"] == f"compare-diffusion-{results['diffusion']['steps']}"
+    for (
+        name,
+        result,
+    ) in results.items():  # stage 2 (shapes text-to-image) from stage 1, judged by geneval-mini
+        assert 0.0 <= result["stage2"]["geneval_mini_overall"] <= 1.0
+        assert result["stage2"]["run"].startswith(f"compare-{name}-stage2")
+    second = results["diffusion"]["stage2"]
+    assert (
+        abs(second["train_flops"] - results["mtp"]["stage2"]["train_flops"]) <= second["flops_per_step"] / 2
+    )
     with Image.open(summary["sheet"]) as sheet:
         assert sheet.format == "PNG" and sheet.height > 0
     (tmp_path / "models").rename(tmp_path / "models-first")  # a rerun reuses the world and the runs
