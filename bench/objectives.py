@@ -68,8 +68,8 @@ def final_loss(run_dir: str | Path, last: int = 10) -> float | None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     values: list[tuple[int, float]] = []
-    for events in sorted((Path(run_dir) / "tensorboard").rglob("events.out.tfevents.*")):
-        acc = EventAccumulator(str(events.parent), size_guidance={"scalars": 0})
+    for folder in sorted({e.parent for e in (Path(run_dir) / "tensorboard").rglob("events.out.tfevents.*")}):
+        acc = EventAccumulator(str(folder), size_guidance={"scalars": 0})
         acc.Reload()
         if "train/loss" in acc.Tags()["scalars"]:
             values += [(e.step, e.value) for e in acc.Scalars("train/loss")]
@@ -78,7 +78,7 @@ def final_loss(run_dir: str | Path, last: int = 10) -> float | None:
 
 
 class Comparison(Demo):
-    """The demo's world and steps, one stage-1 run, export and digits evaluation per objective."""
+    """The demo's world and steps; per objective a stage-1 run judged by digits, a stage-2 run by geneval-mini."""
 
     def build_vae_world(self) -> None:
         from data_engine.build import BuildOptions, build
