@@ -243,21 +243,7 @@ class TokenizerRecipe:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
     def check(self, key: str) -> None:
-        if not self.resume:
-            raise ShowoError("resume must be auto, never or a checkpoint path")
-        if self.max_minutes is not None and self.max_minutes <= 0:
-            raise ShowoError(f"max_minutes must be positive, got {self.max_minutes}")
-        for name in ("resolution", "crop"):
-            side = getattr(self.data, name)
-            if side is not None and side % self.model.downsample_factor:
-                raise ShowoError(
-                    f"data.{name} {side} is not divisible by the tokenizer's downsample factor "
-                    f"{self.model.downsample_factor}"
-                )
-        if self.optim.accumulate_grad_batches != 1:
-            raise ShowoError(
-                "optim.accumulate_grad_batches must be 1 for tokenizer runs (raise data.batch_size)"
-            )
+        check_autoencoder_recipe(self, "tokenizer")
 
     @property
     def run_dir(self) -> str:
@@ -268,3 +254,20 @@ class TokenizerRecipe:
     def export_path(self) -> str:
         """`export_dir`, or `<run_dir>/tokenizer`."""
         return self.export_dir or f"{self.run_dir}/tokenizer"
+
+
+def check_autoencoder_recipe(recipe: Any, what: str) -> None:
+    """The run rules the image tokenizer's and the VAE's recipes share (`what` names the model)."""
+    if not recipe.resume:
+        raise ShowoError("resume must be auto, never or a checkpoint path")
+    if recipe.max_minutes is not None and recipe.max_minutes <= 0:
+        raise ShowoError(f"max_minutes must be positive, got {recipe.max_minutes}")
+    for name in ("resolution", "crop"):
+        side = getattr(recipe.data, name)
+        if side is not None and side % recipe.model.downsample_factor:
+            raise ShowoError(
+                f"data.{name} {side} is not divisible by the {what}'s downsample factor "
+                f"{recipe.model.downsample_factor}"
+            )
+    if recipe.optim.accumulate_grad_batches != 1:
+        raise ShowoError(f"optim.accumulate_grad_batches must be 1 for {what} runs (raise data.batch_size)")

@@ -13,7 +13,7 @@ from omegaconf import MISSING
 
 from showo.errors import ShowoError
 from showo.recipe.schema import OptimConfig, RunConfig, TrainerConfig
-from showo.tokenizer.config import TokenizerDataConfig
+from showo.tokenizer.config import TokenizerDataConfig, check_autoencoder_recipe
 from showo.vae.model import MAX_LATENT_CHANNELS, MAX_LAYERS, MAX_LEVELS, MAX_WIDTH, vae_kwargs
 
 
@@ -133,19 +133,7 @@ class VaeRecipe:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
     def check(self, key: str) -> None:
-        if not self.resume:
-            raise ShowoError("resume must be auto, never or a checkpoint path")
-        if self.max_minutes is not None and self.max_minutes <= 0:
-            raise ShowoError(f"max_minutes must be positive, got {self.max_minutes}")
-        for name in ("resolution", "crop"):
-            side = getattr(self.data, name)
-            if side is not None and side % self.model.downsample_factor:
-                raise ShowoError(
-                    f"data.{name} {side} is not divisible by the VAE's downsample factor "
-                    f"{self.model.downsample_factor}"
-                )
-        if self.optim.accumulate_grad_batches != 1:
-            raise ShowoError("optim.accumulate_grad_batches must be 1 for VAE runs (raise data.batch_size)")
+        check_autoencoder_recipe(self, "VAE")
 
     @property
     def run_dir(self) -> str:
