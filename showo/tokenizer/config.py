@@ -208,15 +208,7 @@ class TokenizerLossConfig:
     """Discriminator learning rate (defaults to optim.lr)."""
 
     def check(self, key: str) -> None:
-        for name in ("l1", "l2", "commit", "commit_beta", "entropy", "gan"):
-            if getattr(self, name) < 0:
-                raise ShowoError(f"{key}.{name} must be >= 0, got {getattr(self, name)}")
-        if self.l1 == 0 and self.l2 == 0:
-            raise ShowoError(f"{key}.l1 and {key}.l2 cannot both be 0 (no reconstruction loss)")
-        if self.gan_start_step < 0 or self.disc_channels <= 0 or self.disc_layers <= 0:
-            raise ShowoError(f"{key}.gan_start_step must be >= 0 and disc_channels/disc_layers positive")
-        if self.disc_lr is not None and self.disc_lr <= 0:
-            raise ShowoError(f"{key}.disc_lr must be positive, got {self.disc_lr}")
+        check_autoencoder_loss(self, key, ("l1", "l2", "commit", "commit_beta", "entropy", "gan"))
 
 
 @dataclass
@@ -271,3 +263,17 @@ def check_autoencoder_recipe(recipe: Any, what: str) -> None:
             )
     if recipe.optim.accumulate_grad_batches != 1:
         raise ShowoError(f"optim.accumulate_grad_batches must be 1 for {what} runs (raise data.batch_size)")
+
+
+def check_autoencoder_loss(loss: Any, key: str, weights: tuple[str, ...]) -> None:
+    """The loss rules the image tokenizer's and the VAE's recipes share: non-negative `weights`, some
+    reconstruction term, a sane patch-GAN."""
+    for name in weights:
+        if getattr(loss, name) < 0:
+            raise ShowoError(f"{key}.{name} must be >= 0, got {getattr(loss, name)}")
+    if loss.l1 == 0 and loss.l2 == 0:
+        raise ShowoError(f"{key}.l1 and {key}.l2 cannot both be 0 (no reconstruction loss)")
+    if loss.gan_start_step < 0 or loss.disc_channels <= 0 or loss.disc_layers <= 0:
+        raise ShowoError(f"{key}.gan_start_step must be >= 0 and disc_channels/disc_layers positive")
+    if loss.disc_lr is not None and loss.disc_lr <= 0:
+        raise ShowoError(f"{key}.disc_lr must be positive, got {loss.disc_lr}")

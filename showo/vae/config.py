@@ -13,7 +13,7 @@ from omegaconf import MISSING
 
 from showo.errors import ShowoError
 from showo.recipe.schema import OptimConfig, RunConfig, TrainerConfig
-from showo.tokenizer.config import TokenizerDataConfig, check_autoencoder_recipe
+from showo.tokenizer.config import TokenizerDataConfig, check_autoencoder_loss, check_autoencoder_recipe
 from showo.vae.model import MAX_LATENT_CHANNELS, MAX_LAYERS, MAX_LEVELS, MAX_WIDTH, vae_kwargs
 
 
@@ -98,15 +98,7 @@ class VaeLossConfig:
     """Discriminator learning rate (defaults to optim.lr)."""
 
     def check(self, key: str) -> None:
-        for name in ("l1", "l2", "kl", "gan"):
-            if getattr(self, name) < 0:
-                raise ShowoError(f"{key}.{name} must be >= 0, got {getattr(self, name)}")
-        if self.l1 == 0 and self.l2 == 0:
-            raise ShowoError(f"{key}.l1 and {key}.l2 cannot both be 0 (no reconstruction loss)")
-        if self.gan_start_step < 0 or self.disc_channels <= 0 or self.disc_layers <= 0:
-            raise ShowoError(f"{key}.gan_start_step must be >= 0 and disc_channels/disc_layers positive")
-        if self.disc_lr is not None and self.disc_lr <= 0:
-            raise ShowoError(f"{key}.disc_lr must be positive, got {self.disc_lr}")
+        check_autoencoder_loss(self, key, ("l1", "l2", "kl", "gan"))
 
 
 @dataclass
