@@ -10,7 +10,9 @@ words, half 40-120 words) and lm rows filled to L as long web documents are.
 Modes: ``sdpa`` (the official way: a dense additive ``[B, 1, L, L]`` mask, which no flash kernel takes) and
 ``flex`` (``attn_implementation="flex"``, the same rule as a FlexAttention ``BlockMask``, built every step
 through ``torch.compile`` and counted in the step), each optionally with sequence packing, ``+pack<T>``
-(``showo.packing``: pads dropped, samples packed into rows of T tokens, document-aware mask). Reports, per mode: tokens/s (all and non-pad), model FLOPs utilisation
+(``showo.packing``: pads dropped, samples packed into rows of T tokens, document-aware attention: flex skips
+the blocks across samples, sdpa attends per sample in length buckets, as training does). Reports, per mode:
+tokens/s (all and non-pad), model FLOPs utilisation
 (6 x parameters x tokens, as ``showo recipe plan`` counts, over the device's dense bf16 peak) and peak
 memory; plus the fraction of attention blocks the block mask skips. Without CUDA it prints a skip line
 (``make bench`` runs on CPUs); ``--preset tiny --device cpu --modes sdpa`` smoke-tests it anywhere.
@@ -33,7 +35,7 @@ from showo.device import peak_tflops
 from showo.losses import gather_labelled, labelled_loss
 from showo.masking import mask_image_tokens
 from showo.model import ShowO, ShowOConfig, phi_config
-from showo.packing import pack, packed_attention_mask, packed_block_mask, unpack
+from showo.packing import pack, packed_block_mask, segment_attention, unpack
 from showo.vocab import UnifiedVocab
 
 PRESETS = {
@@ -144,7 +146,7 @@ def step(model: ShowO, rows: dict, mode: str, device: torch.device, optimizer: t
     labels = torch.cat([r[1] for r in rows.values()]).to(device, non_blocking=True)
     ids = torch.cat([p[1] for p in parts])
     half = torch.bfloat16 if device.type == "cuda" else torch.float32
-    packed = None
+    packed, mask, extra = None, None, {}
     if budget:
         packed = pack(ids, model.vocab.pad_id, budget)
         rules = [task for task, p in parts for _ in range(len(p))]
@@ -152,8 +154,8 @@ def step(model: ShowO, rows: dict, mode: str, device: torch.device, optimizer: t
         ids = ids.to(device)
         if kernel == "flex":
             mask = packed_block_mask(packed, ids, rules, model.vocab, compiled=True)
-        else:
-            mask = packed_attention_mask(packed, ids, rules, model.vocab, half)
+        else:  # what training runs on an sdpa model: per-sample attention in length buckets
+            extra = {"segments": segment_attention(packed, ids, rules, model.vocab, half)}
         inputs, positions = packed.ids, packed.position_ids
     else:
         parts = [(task, p.to(device, non_blocking=True)) for task, p in parts]
@@ -165,7 +167,9 @@ def step(model: ShowO, rows: dict, mode: str, device: torch.device, optimizer: t
     layout = {task: len(p) for task, p in parts}
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
         decoder = model.llm.get_decoder()
-        hidden = decoder(input_ids=inputs, attention_mask=mask, position_ids=positions).last_hidden_state
+        hidden = decoder(
+            input_ids=inputs, attention_mask=mask, position_ids=positions, **extra
+        ).last_hidden_state
         if packed is not None:
             hidden = unpack(hidden, packed)
         picked = gather_labelled(
@@ -260,7 +264,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument(
         "--modes",
-        default="sdpa,flex,sdpa+pack580,flex+pack580,flex+pack1548",
+        default="sdpa,flex,sdpa+pack580,sdpa+pack8192,flex+pack580,flex+pack1548",
         help="comma-separated kernels sdpa / flex, each optionally +pack<budget> (sequence packing)",
     )
     parser.add_argument("--steps", type=int, default=10)

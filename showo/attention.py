@@ -156,6 +156,50 @@ def dense_to_block_mask(mask: torch.Tensor) -> Any:
     return create_block_mask(mask_mod, B=batch, H=None, Q_LEN=queries, KV_LEN=keys, device=mask.device)
 
 
+def sdpa_kernel(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    segments: Any = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """The attention of models built with ``attn_implementation="sdpa"`` (registered with transformers).
+
+    transformers' own SDPA path, except for packed rows handed ``segments``
+    (``showo.packing.SegmentAttention``): then every bucket of similar-length samples is gathered from the
+    flattened packed positions, attends within itself under its samples' own masks in one SDPA call, and is
+    scattered back. Positions of no sample (the rows' tail) come out as zeros.
+    """
+    if segments is None:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
+        )
+    rows, heads, width, dim = query.shape
+    flat = [t.transpose(1, 2).reshape(rows * width, t.shape[1], dim) for t in (query, key, value)]
+    picked, outs = [], []
+    for index, valid, mask in segments.buckets:
+        q, k, v = (t[index].transpose(1, 2) for t in flat)
+        out = torch.nn.functional.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=mask.to(q.dtype),
+            dropout_p=dropout if module.training else 0.0,
+            scale=scaling,
+            enable_gqa=heads != key.shape[1],
+        )
+        picked.append(index[valid])
+        outs.append(out.transpose(1, 2)[valid])
+    merged = query.new_zeros(rows * width, heads, dim).index_copy(0, torch.cat(picked), torch.cat(outs))
+    return merged.view(rows, width, heads, dim), None
+
+
 def flex_attention_kernel(
     module: torch.nn.Module,
     query: torch.Tensor,

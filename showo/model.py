@@ -29,7 +29,7 @@ from safetensors.torch import save_file
 from torch import nn
 from transformers import AttentionInterface, AutoTokenizer, PhiConfig, PhiForCausalLM
 
-from showo.attention import flex_attention_kernel
+from showo.attention import flex_attention_kernel, sdpa_kernel
 from showo.errors import ShowoError
 from showo.prompting import Prompter
 from showo.safeio import first_line, read_json_object, read_safetensors
@@ -42,8 +42,9 @@ VOCAB_NAME = "vocab.json"
 HEAD_PREFIX = "image_head."
 """Key prefix of the image objective's head weights in `model.safetensors` and in checkpoints."""
 # Recipe spellings -> transformers' names.
-ATTN_IMPLEMENTATIONS = {"flex": "showo_flex"}
+ATTN_IMPLEMENTATIONS = {"flex": "showo_flex", "sdpa": "showo_sdpa"}
 AttentionInterface.register("showo_flex", flex_attention_kernel)
+AttentionInterface.register("showo_sdpa", sdpa_kernel)
 MAX_PARAMS = 100_000_000_000
 """Configs describing more parameters are refused before anything is allocated (a hostile or mistyped
 config.json would otherwise allocate until memory runs out)."""
@@ -316,16 +317,19 @@ class ShowO(nn.Module):
         attention_mask: torch.Tensor | None = None,
         image_embeds: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
+        segments: Any = None,
     ) -> torch.Tensor:
         """The final (layer-normed) hidden states; ``self.llm.lm_head`` of them gives ``forward``'s logits.
 
         Training applies the head only where a position has a target (``showo.losses.gather_labelled``);
-        ``position_ids`` restart per sample in packed rows (``showo.packing``).
+        ``position_ids`` restart per sample in packed rows, and an sdpa model runs packed rows with
+        ``segments`` in place of a mask (``showo.packing``).
         """
         mask = self._cast_mask(attention_mask)
         inputs = self.input_embeddings(input_ids, image_embeds)
+        extra = {} if segments is None else {"segments": segments}
         return self.llm.get_decoder()(
-            **inputs, attention_mask=mask, position_ids=position_ids, use_cache=False
+            **inputs, attention_mask=mask, position_ids=position_ids, use_cache=False, **extra
         ).last_hidden_state
 
     @property
@@ -376,8 +380,14 @@ class ShowO(nn.Module):
         return mask
 
     @property
+    def attention(self) -> str:
+        """The attention kernel in the recipe's spelling (``sdpa``, ``eager`` or ``flex``)."""
+        name = self.llm.config._attn_implementation
+        return next((k for k, v in ATTN_IMPLEMENTATIONS.items() if v == name), name)
+
+    @property
     def uses_flex(self) -> bool:
-        return self.llm.config._attn_implementation == ATTN_IMPLEMENTATIONS["flex"]
+        return self.attention == "flex"
 
     def _cast_mask(self, attention_mask: torch.Tensor | None) -> torch.Tensor | None:
         """An additive float mask in the weights' dtype (a BlockMask or None passes through).

@@ -22,6 +22,8 @@ from showo.attention import allowed, omni_attention_mask, rule_name, token_roles
 from showo.errors import ShowoError
 from showo.vocab import UnifiedVocab
 
+BUCKET_SLACK = 0.125
+
 
 @dataclass
 class PackedRows:
@@ -96,6 +98,16 @@ def pack(input_ids: torch.Tensor, pad_id: int, budget: int) -> PackedRows:
     return PackedRows(ids, position, sample, source, shape, segments).to(device)
 
 
+@dataclass
+class SegmentAttention:
+    """Buckets of packed samples for ``showo.attention.sdpa_kernel``: per bucket the flat packed positions
+    ``[n, L_b]``, which of them hold a token, and the samples' own additive masks ``[n, 1, L_b, L_b]``."""
+
+    buckets: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    positions: int
+    """Rows x width of the packed rows (the flattened length the buckets index)."""
+
+
 def _rule_index(rules: Sequence[str]) -> tuple[list[str], list[int]]:
     names = sorted({rule_name(r) for r in rules})
     return names, [names.index(rule_name(r)) for r in rules]
@@ -120,6 +132,18 @@ def _packed_allowed(
     return (ok & (sq == sk) & (sq >= 0)) | ((sq < 0) & (q == k))
 
 
+def _own_masks(
+    unpacked_ids: torch.Tensor, rules: Sequence[str], vocab: UnifiedVocab, dtype: torch.dtype
+) -> torch.Tensor:
+    """Each unpacked row's omni mask ``[N, L, L]`` (the rule evaluated once per row, as unpacked)."""
+    own = torch.empty(*unpacked_ids.shape, unpacked_ids.shape[1], dtype=dtype, device=unpacked_ids.device)
+    names, index = _rule_index(rules)
+    for i, name in enumerate(names):
+        rows = torch.tensor([r for r, k in enumerate(index) if k == i], device=unpacked_ids.device)
+        own[rows] = omni_attention_mask(unpacked_ids[rows], vocab, name, dtype).squeeze(1)
+    return own
+
+
 def packed_attention_mask(
     packed: PackedRows,
     unpacked_ids: torch.Tensor,
@@ -129,14 +153,10 @@ def packed_attention_mask(
 ) -> torch.Tensor:
     """Additive float mask ``[R, 1, T, T]``; ``rules`` names each unpacked row's attention task.
 
-    Block-diagonal: each sample's block is its own unpacked omni mask at its non-pad positions (the same
-    rule, evaluated once per unpacked row); tail padding sees only itself.
+    Block-diagonal: each sample's block is its own unpacked omni mask at its non-pad positions; tail padding
+    sees only itself. What an eager model runs packed rows with (``segment_attention`` is the sdpa way).
     """
-    own = torch.empty(*unpacked_ids.shape, unpacked_ids.shape[1], dtype=dtype, device=unpacked_ids.device)
-    names, index = _rule_index(rules)
-    for i, name in enumerate(names):
-        rows = torch.tensor([r for r, k in enumerate(index) if k == i], device=unpacked_ids.device)
-        own[rows] = omni_attention_mask(unpacked_ids[rows], vocab, name, dtype).squeeze(1)
+    own = _own_masks(unpacked_ids, rules, vocab, dtype)
     keep = (unpacked_ids != vocab.pad_id).cpu()
     rows, width = packed.ids.shape
     mask = torch.full((rows, width, width), torch.finfo(dtype).min, dtype=dtype, device=packed.ids.device)
@@ -146,6 +166,55 @@ def packed_attention_mask(
             cols = keep[s].nonzero().squeeze(1)
             mask[r, start : start + n, start : start + n] = own[s][cols][:, cols]
     return mask.unsqueeze(1)
+
+
+def length_buckets(lengths: Sequence[int], slack: float = BUCKET_SLACK) -> list[list[int]]:
+    """Sample indices grouped by length, longest first: a bucket takes samples down to ``1 - slack`` of
+    its longest, so padding a bucket to its longest wastes at most that share of its attention rows."""
+    buckets: list[list[int]] = []
+    longest = 0
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        if not buckets or lengths[i] < (1 - slack) * longest:
+            buckets.append([])
+            longest = lengths[i]
+        buckets[-1].append(i)
+    return buckets
+
+
+def segment_attention(
+    packed: PackedRows,
+    unpacked_ids: torch.Tensor,
+    rules: Sequence[str],
+    vocab: UnifiedVocab,
+    dtype: torch.dtype = torch.float32,
+) -> SegmentAttention:
+    """Per-sample attention of packed rows for sdpa models (the varlen way, without a flash-varlen kernel).
+
+    The packed rows' dense mask costs ``T^2`` per row and most of it is across samples, which no dense
+    kernel skips. Instead each sample attends on its own: samples of similar length form a bucket
+    ``[n, L_b]`` (indices into the flattened packed positions), run as one SDPA call with the samples' own
+    omni masks, so attention costs about the sum of the samples' squared lengths in a few calls per layer.
+    """
+    own = _own_masks(unpacked_ids, rules, vocab, dtype)
+    keep = (unpacked_ids != vocab.pad_id).cpu()
+    width = packed.ids.shape[1]
+    placed = [(s, r * width + start, n) for r, segs in enumerate(packed.segments) for s, start, n in segs]
+    buckets = []
+    for members in length_buckets([n for _, _, n in placed]):
+        size = placed[members[0]][2]
+        index = torch.zeros(len(members), size, dtype=torch.long)
+        valid = torch.zeros(len(members), size, dtype=torch.bool)
+        mask = torch.full((len(members), size, size), torch.finfo(dtype).min, dtype=dtype, device=own.device)
+        mask.diagonal(dim1=1, dim2=2).fill_(0.0)  # padding queries see themselves (no empty softmax row)
+        for j, m in enumerate(members):
+            s, first, n = placed[m]
+            index[j, :n] = torch.arange(first, first + n)
+            valid[j, :n] = True
+            cols = keep[s].nonzero().squeeze(1)
+            mask[j, :n, :n] = own[s][cols][:, cols]
+        device = packed.ids.device
+        buckets.append((index.to(device), valid.to(device), mask.unsqueeze(1)))
+    return SegmentAttention(buckets, packed.ids.shape[0] * width)
 
 
 def packed_block_mask(
@@ -197,8 +266,11 @@ def packed_hidden_states(
     ids = torch.cat([torch.nn.functional.pad(p, (0, width - p.shape[1]), value=pad) for _, p in parts])
     rules = [rule for rule, p in parts for _ in range(len(p))]
     packed = pack(ids, pad, budget)
+    mask, segments = None, None
     if model.uses_flex:
         mask = packed_block_mask(packed, ids, rules, model.vocab)
+    elif model.attention == "sdpa":
+        segments = segment_attention(packed, ids, rules, model.vocab)
     else:
         mask = packed_attention_mask(packed, ids, rules, model.vocab)
     embeds = None
@@ -207,7 +279,9 @@ def packed_hidden_states(
         padded = image_embeds.new_zeros(*ids.shape, image_embeds.shape[-1])
         padded[where] = image_embeds
         embeds = padded[packed.sample.clamp(min=0), packed.source]
-    hidden = model.hidden_states(packed.ids, mask, embeds, position_ids=packed.position_ids)
+    hidden = model.hidden_states(
+        packed.ids, mask, embeds, position_ids=packed.position_ids, segments=segments
+    )
     hidden = unpack(hidden, packed)
     out = [h[:, : p.shape[1]] for h, (_, p) in zip(hidden.split([len(p) for _, p in parts]), parts)]
     return out, packed.ids.numel()

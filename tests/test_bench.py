@@ -32,11 +32,13 @@ def test_gpu_benchmarks_run_on_the_cpu_at_tiny_size_and_skip_without_cuda(capsys
 
     from bench import gpu_throughput, gpu_tokenizer
 
-    gpu_throughput.main(["--preset", "tiny", "--device", "cpu", "--modes", "sdpa", "--steps", "1"])
+    modes = ["--modes", "sdpa,sdpa+pack100", "--steps", "1"]
+    gpu_throughput.main(["--preset", "tiny", "--device", "cpu", *modes])
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    sdpa = line["sdpa"]
+    sdpa, packed = line["sdpa"], line["sdpa+pack100"]
     assert sdpa["seq_len"] == 16 + 16 + 3 and sdpa["tokens_per_s"] > sdpa["nonpad_tokens_per_s"] > 0
     assert 0 < sdpa["pad_fraction"] < 1
+    assert packed["nonpad_tokens_per_s"] > 0 and "sdpa+pack100_over_sdpa_nonpad_tokens_per_s" in line
     gpu_tokenizer.main([])
     assert json.loads(capsys.readouterr().out.strip()) == {
         "bench": "gpu_tokenizer",

@@ -1,5 +1,5 @@
-"""Sequence packing: a packed sample's hidden states equal its unpacked ones (dense and flex masks), and
-the packer keeps every token once within its budget."""
+"""Sequence packing: a packed sample's hidden states and gradients equal its unpacked ones (dense mask,
+flex mask and sdpa segments), and the packer keeps every token once within its budget."""
 
 from __future__ import annotations
 
@@ -8,9 +8,18 @@ import warnings
 import pytest
 import torch
 
-from showo.attention import batch_attention_mask
+from showo.attention import batch_attention_mask, sdpa_kernel
 from showo.errors import ShowoError
-from showo.packing import first_fit_decreasing, pack, packed_attention_mask, packed_block_mask, unpack
+from showo.packing import (
+    first_fit_decreasing,
+    length_buckets,
+    pack,
+    packed_attention_mask,
+    packed_block_mask,
+    packed_hidden_states,
+    segment_attention,
+    unpack,
+)
 from tests.fixtures.model import TINY_MAX_TEXT_LEN
 
 CAPTIONS = ["a red circle", "two blue squares left of a green star", ""]
@@ -89,3 +98,63 @@ def test_positions_restart_per_sample_and_tokens_come_from_their_source(tiny_sho
             cols = packed.sample[r] == s
             assert packed.position_ids[r, cols].tolist() == list(range(int(cols.sum())))
             assert torch.equal(packed.ids[r, cols], ids[s][ids[s] != tiny_showo.vocab.pad_id])
+
+
+@pytest.mark.parametrize("extra", [0, 40, 1000])
+def test_segment_attention_equals_the_dense_packed_mask(tiny_showo, extra):
+    """Per-sample buckets give what one block-diagonal mask gives, at every sample's position, whether the
+    rows end in padding (a budget a little over L) or hold the whole batch in one row."""
+    _, ids, rules = mixed_batch(tiny_showo)
+    vocab = tiny_showo.vocab
+    packed = pack(ids, vocab.pad_id, budget=ids.shape[1] + extra)
+    rows, width = packed.ids.shape
+    gen = torch.Generator().manual_seed(2)
+    q, k, v = (torch.randn(rows, 2, width, 8, generator=gen) for _ in range(3))
+    module = torch.nn.Module().eval()
+    got, _ = sdpa_kernel(module, q, k, v, None, segments=segment_attention(packed, ids, rules, vocab))
+    ref = torch.nn.functional.scaled_dot_product_attention(
+        q, k, v, attn_mask=packed_attention_mask(packed, ids, rules, vocab)
+    ).transpose(1, 2)
+    real = packed.sample >= 0
+    assert torch.allclose(got[real], ref[real], atol=1e-6)
+    assert (got[~real] == 0).all()
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_packed_hidden_states_and_gradients_equal_the_padded_ones(tiny_llm_dir, attn):
+    """The training path (``packed_hidden_states``): sdpa runs segments, eager the dense packed mask."""
+    from showo.model import ShowO
+
+    torch.manual_seed(0)
+    model = ShowO.build(tiny_llm_dir, None, 64, 16, TINY_MAX_TEXT_LEN, attn_implementation=attn)
+    parts, ids, _ = mixed_batch(model)
+    real = ids != model.vocab.pad_id
+    weights = torch.randn(
+        *ids.shape, model.llm.config.hidden_size, generator=torch.Generator().manual_seed(3)
+    )
+
+    def run(packed: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        model.zero_grad(set_to_none=True)
+        if packed:
+            hidden = torch.cat(packed_hidden_states(model, parts, ids.shape[1] + 40)[0])
+        else:
+            hidden = model.hidden_states(ids, batch_attention_mask(parts, model.vocab))
+        (hidden[real] * weights[real]).sum().backward()
+        return hidden[real].detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    (padded, padded_grads), (packed, packed_grads) = run(False), run(True)
+    assert torch.allclose(packed, padded, atol=1e-5)
+    assert len(packed_grads) == len(padded_grads)
+    assert all(
+        torch.allclose(a, b, atol=1e-6 * b.abs().max().item()) for a, b in zip(packed_grads, padded_grads)
+    )
+
+
+def test_length_buckets_keep_every_sample_once_within_the_slack():
+    lengths = [387, 280, 290, 100, 387, 95, 60, 281, 1]
+    buckets = length_buckets(lengths, slack=0.125)
+    assert sorted(i for b in buckets for i in b) == list(range(len(lengths)))
+    for b in buckets:
+        longest = max(lengths[i] for i in b)
+        assert lengths[b[0]] == longest and all(lengths[i] >= 0.875 * longest for i in b)
+    assert [[lengths[i] for i in b] for b in buckets] == [[387, 387], [290, 281, 280], [100, 95], [60], [1]]
