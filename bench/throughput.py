@@ -156,6 +156,8 @@ def main(argv: list[str] | None = None) -> None:
         result[f"{name}_nonpad_tokens_per_s"] = round(nonpad / med[name], 1)
     for name in list(modes)[1:]:
         result[f"{name}_over_padded"] = round(med["padded"] / med[name], 3)
+    # a step whose cost were all per position could gain at most this (the constant part: the labelled head)
+    result["position_bound"] = round(ids0.numel() / nonpad, 3)
     result["goal"] = "packed_one_row_over_padded >= 1.3"
     result["block_mask_skipped_padded"] = skipped_blocks(batch_block_mask(parts, model.vocab))
     result[f"block_mask_skipped_packed_{args.budget}"] = skipped_blocks(

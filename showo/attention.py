@@ -182,9 +182,10 @@ def sdpa_kernel(
         )
     rows, heads, width, dim = query.shape
     flat = [t.transpose(1, 2).reshape(rows * width, t.shape[1], dim) for t in (query, key, value)]
-    picked, outs = [], []
-    for index, valid, mask in segments.buckets:
-        q, k, v = (t[index].transpose(1, 2) for t in flat)
+    outs = []
+    for gather, take, mask in segments.buckets:
+        n, size = mask.shape[0], mask.shape[-1]
+        q, k, v = (t.index_select(0, gather).view(n, size, t.shape[1], dim).transpose(1, 2) for t in flat)
         out = torch.nn.functional.scaled_dot_product_attention(
             q,
             k,
@@ -194,9 +195,8 @@ def sdpa_kernel(
             scale=scaling,
             enable_gqa=heads != key.shape[1],
         )
-        picked.append(index[valid])
-        outs.append(out.transpose(1, 2)[valid])
-    merged = query.new_zeros(rows * width, heads, dim).index_copy(0, torch.cat(picked), torch.cat(outs))
+        outs.append(out.transpose(1, 2).reshape(n * size, heads, dim).index_select(0, take))
+    merged = query.new_zeros(rows * width, heads, dim).index_copy(0, segments.put, torch.cat(outs))
     return merged.view(rows, width, heads, dim), None
 
 

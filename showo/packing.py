@@ -101,9 +101,11 @@ def pack(input_ids: torch.Tensor, pad_id: int, budget: int) -> PackedRows:
 @dataclass
 class SegmentAttention:
     """Buckets of packed samples for ``showo.attention.sdpa_kernel``: per bucket the flat packed positions
-    ``[n, L_b]``, which of them hold a token, and the samples' own additive masks ``[n, 1, L_b, L_b]``."""
+    it gathers (``n x L_b``, row-major), which of its slots hold a token, and the samples' own additive masks
+    ``[n, 1, L_b, L_b]``; ``put`` is where the token slots of all buckets, in order, go back."""
 
     buckets: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    put: torch.Tensor
     positions: int
     """Rows x width of the packed rows (the flattened length the buckets index)."""
 
@@ -192,29 +194,40 @@ def segment_attention(
 
     The packed rows' dense mask costs ``T^2`` per row and most of it is across samples, which no dense
     kernel skips. Instead each sample attends on its own: samples of similar length form a bucket
-    ``[n, L_b]`` (indices into the flattened packed positions), run as one SDPA call with the samples' own
+    ``[n, L_b]`` (gathered from the flattened packed positions), run as one SDPA call under the samples' own
     omni masks, so attention costs about the sum of the samples' squared lengths in a few calls per layer.
     """
-    own = _own_masks(unpacked_ids, rules, vocab, dtype)
-    keep = (unpacked_ids != vocab.pad_id).cpu()
+    device = packed.ids.device
+    names, index = _rule_index(rules)
+    rule_of = torch.tensor(index, device=device)
+    roles = token_roles(unpacked_ids, vocab)
     width = packed.ids.shape[1]
     placed = [(s, r * width + start, n) for r, segs in enumerate(packed.segments) for s, start, n in segs]
-    buckets = []
+    buckets, put = [], []
     for members in length_buckets([n for _, _, n in placed]):
         size = placed[members[0]][2]
-        index = torch.zeros(len(members), size, dtype=torch.long)
+        gather = torch.empty(len(members), size, dtype=torch.long)
         valid = torch.zeros(len(members), size, dtype=torch.bool)
-        mask = torch.full((len(members), size, size), torch.finfo(dtype).min, dtype=dtype, device=own.device)
-        mask.diagonal(dim1=1, dim2=2).fill_(0.0)  # padding queries see themselves (no empty softmax row)
         for j, m in enumerate(members):
-            s, first, n = placed[m]
-            index[j, :n] = torch.arange(first, first + n)
+            _, first, n = placed[m]
+            gather[j] = first  # a padding slot reads its sample's first token (masked, output dropped)
+            gather[j, :n] = torch.arange(first, first + n)
             valid[j, :n] = True
-            cols = keep[s].nonzero().squeeze(1)
-            mask[j, :n, :n] = own[s][cols][:, cols]
-        device = packed.ids.device
-        buckets.append((index.to(device), valid.to(device), mask.unsqueeze(1)))
-    return SegmentAttention(buckets, packed.ids.shape[0] * width)
+        gather, valid = gather.to(device), valid.to(device)
+        sample = torch.tensor([placed[m][0] for m in members], device=device)
+        column = packed.source.flatten()[gather]  # each slot's position in its unpacked row
+        ok = torch.zeros(len(members), size, size, dtype=torch.bool, device=device)
+        for i, name in enumerate(names):  # each sample's own rule, evaluated in its own coordinates
+            sel = (rule_of[sample] == i).nonzero().squeeze(1)
+            if len(sel):
+                b, q, k = sample[sel, None, None], column[sel, :, None], column[sel, None, :]
+                ok[sel] = allowed(b, q, k, roles, name)
+        ok = (ok & valid[:, :, None] & valid[:, None, :]) | torch.eye(size, dtype=torch.bool, device=device)
+        mask = torch.zeros(ok.shape, dtype=dtype, device=device).masked_fill_(~ok, torch.finfo(dtype).min)
+        take = valid.flatten().nonzero().squeeze(1)
+        buckets.append((gather.flatten(), take, mask.unsqueeze(1)))
+        put.append(gather.flatten()[take])
+    return SegmentAttention(buckets, torch.cat(put), packed.ids.shape[0] * width)
 
 
 def packed_block_mask(

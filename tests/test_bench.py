@@ -114,3 +114,19 @@ def test_the_diffusion_sampling_bench_times_cached_and_recompute_side_by_side(ca
         assert entry["image_positions"] == positions and entry["cached_s"] > 0 and entry["recompute_s"] > 0
         assert entry["speedup"] > 0
     assert result["steps"] == 2 and result["guidance"] == 2.0 and result["latent_channels"] == 8
+
+
+def test_the_packing_bench_checks_equal_losses_and_reports_each_layout(capsys):
+    """`python -m bench.throughput`: every packed layout's losses equal the padded ones before timing (it
+    asserts so), and the JSON line reports pad shares consistent with the layouts."""
+    import json
+
+    from bench import throughput
+
+    throughput.main(["--steps", "1"])
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["pad_fraction_packed_one_row"] == 0.0
+    assert 0 < line["pad_fraction_packed_580"] < line["pad_fraction_padded"] < 1
+    assert abs(line["position_bound"] - 1 / (1 - line["pad_fraction_padded"])) < 2e-3
+    for mode in ("packed_one_row", "packed_580", "dense_mask_packed_580"):
+        assert line[f"{mode}_over_padded"] > 0

@@ -160,7 +160,8 @@ class DataConfig:
     pack_tokens: int = 0
     """Sequence packing: 0 keeps the official padded rows; N drops the pads and packs each step's samples
     (every task) into rows of N tokens with per-sample attention and positions (`showo.packing`). N must
-    hold the longest row (L, or a mixed row); about 1.5 L lets two image samples share a row."""
+    hold the longest row (L, or a mixed row). sdpa attends per sample, so a budget holding the whole
+    micro-batch costs no more attention and leaves no padding; eager builds an N x N mask per row."""
 
     def check(self, key: str) -> None:
         _positive(f"{key}.resolution", self.resolution)
