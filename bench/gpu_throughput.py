@@ -189,9 +189,13 @@ def peak_flops(device: torch.device) -> tuple[str, float | None]:
     return torch.cuda.get_device_name(device), peak * 1e12 if peak else None
 
 
-def measure(p: dict, attn: str, device: torch.device, steps: int, warmup: int) -> dict:
+def measure(
+    p: dict, attn: str, device: torch.device, steps: int, warmup: int, kernel_options: dict | None = None
+) -> dict:
     torch.manual_seed(0)
     model = build_model(p, parse_mode(attn)[0], device)
+    if kernel_options and model.uses_flex:
+        model.set_flex_kernel_options(kernel_options)
     params = sum(t.numel() for t in model.parameters())
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
     batches = [make_rows(model, p["rows"], seed) for seed in range(steps + warmup)]
@@ -267,6 +271,12 @@ def main(argv: list[str] | None = None) -> None:
         default="sdpa,flex,sdpa+pack580,sdpa+pack8192,flex+pack580,flex+pack1548",
         help="comma-separated kernels sdpa / flex, each optionally +pack<budget> (sequence packing)",
     )
+    parser.add_argument(
+        "--flex-kernel-options",
+        type=json.loads,
+        default=None,
+        help='flex modes\' Triton settings as JSON, e.g. \'{"BLOCK_M": 64, "BLOCK_N": 64, "num_stages": 2}\'',
+    )
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     args = parser.parse_args(argv)
@@ -280,10 +290,11 @@ def main(argv: list[str] | None = None) -> None:
         "preset": args.preset,
         "rows": p["rows"],
         "torch": torch.__version__,
+        "flex_kernel_options": args.flex_kernel_options,
     }
     for mode in args.modes.split(","):
         try:
-            result[mode] = measure(p, mode, device, args.steps, args.warmup)
+            result[mode] = measure(p, mode, device, args.steps, args.warmup, args.flex_kernel_options)
         except Exception as err:  # noqa: BLE001  (one mode failing on a lent device must not lose the others)
             result[mode] = {"error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"}
             if device.type == "cuda":

@@ -32,6 +32,17 @@ from showo.errors import ShowoError
 from showo.vocab import UnifiedVocab
 
 RULES = ("t2i", "lm", "mmu", "mixed", "causal")
+FLEX_KERNEL_OPTIONS = (
+    "BLOCK_M",
+    "BLOCK_N",
+    "BLOCK_M1",
+    "BLOCK_N1",
+    "BLOCK_M2",
+    "BLOCK_N2",
+    "num_stages",
+    "num_warps",
+)
+"""The Triton settings of the fused flex kernels a recipe may set (``*1``/``*2``: the backward's blocks)."""
 # Prompting tasks that share a mask rule with another.
 TASK_ALIASES = {"c2i": "t2i", "t2i_gen": "t2i", "instruct": "mmu", "mmu_gen": "mmu"}
 
@@ -214,19 +225,28 @@ def flex_attention_kernel(
 
     On accelerators it is transformers' own flex path (``torch.compile``d); on a CPU it runs torch's eager
     flex kernel instead, because inductor's CPU flex template fails to build for some decoding shapes (one
-    query over a KV cache) in torch 2.13.
+    query over a KV cache) in torch 2.13. The module's ``flex_kernel_options`` (``ShowO.set_flex_kernel_options``)
+    reach the kernel as its Triton settings.
     """
+    options = getattr(module, "flex_kernel_options", None)
     if query.device.type != "cpu":
         from transformers.integrations.flex_attention import flex_attention_forward
 
+        kwargs["kernel_options"] = options
         return flex_attention_forward(
             module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
         )
-    from torch.nn.attention.flex_attention import BlockMask, flex_attention
+    from torch.nn.attention import flex_attention as flex
 
-    if not isinstance(attention_mask, BlockMask):
+    if not isinstance(attention_mask, flex.BlockMask):
         raise ShowoError(f"a flex model needs a FlexAttention BlockMask, got {type(attention_mask).__name__}")
-    out = flex_attention(
-        query, key, value, block_mask=attention_mask, scale=scaling, enable_gqa=query.shape[1] != key.shape[1]
+    out = flex.flex_attention(
+        query,
+        key,
+        value,
+        block_mask=attention_mask,
+        scale=scaling,
+        enable_gqa=query.shape[1] != key.shape[1],
+        kernel_options=options,
     )
     return out.transpose(1, 2).contiguous(), None

@@ -385,6 +385,13 @@ class ShowO(nn.Module):
         name = self.llm.config._attn_implementation
         return next((k for k, v in ATTN_IMPLEMENTATIONS.items() if v == name), name)
 
+    def set_flex_kernel_options(self, options: dict[str, int]) -> None:
+        """Triton settings for every layer's fused flex kernels (a run-time choice, not saved with the model)."""
+        if not self.uses_flex:
+            raise ShowoError(f"flex kernel options need a flex model, this one runs {self.attention}")
+        for layer in self.llm.get_decoder().layers:
+            layer.self_attn.flex_kernel_options = dict(options)
+
     @property
     def uses_flex(self) -> bool:
         return self.attention == "flex"

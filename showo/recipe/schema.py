@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from omegaconf import MISSING
 
+from showo.attention import FLEX_KERNEL_OPTIONS
 from showo.errors import ShowoError
 from showo.objectives.base import ObjectiveConfig
 from showo.tasks import TASKS
@@ -81,6 +82,10 @@ class ModelConfig:
     attn_implementation: Literal["sdpa", "eager", "flex"] = "sdpa"
     """Attention kernel for the LLM: additive float masks with sdpa and eager, the same rule as a
     FlexAttention block mask with flex (GPU training only: torch has no FlexAttention backward on a CPU)."""
+    flex_kernel_options: dict[str, int] = field(default_factory=dict)
+    """Triton settings of the fused flex kernels (`BLOCK_M`, `BLOCK_N`, `num_stages`, `num_warps`, and the
+    backward's `BLOCK_M1` ...); empty keeps torch's. For a GPU whose shared memory the default blocks
+    exceed (triton "out of resource: shared memory"): smaller blocks (64) and fewer stages fit."""
     compile: bool = False
     """`torch.compile` the transformer's decoder for training (same numbers, first steps slower)."""
     gradient_checkpointing: bool = False
@@ -95,6 +100,14 @@ class ModelConfig:
             raise ShowoError(f"{key}.text_tokenizer is required when {key}.llm is null")
         _positive(f"{key}.codebook_size", self.codebook_size)
         _positive(f"{key}.max_text_len", self.max_text_len)
+        if self.flex_kernel_options and self.attn_implementation != "flex":
+            raise ShowoError(f"{key}.flex_kernel_options needs {key}.attn_implementation: flex")
+        for name, value in self.flex_kernel_options.items():
+            if name not in FLEX_KERNEL_OPTIONS:
+                raise ShowoError(
+                    f"{key}.flex_kernel_options: unknown option {name!r}; expected {', '.join(FLEX_KERNEL_OPTIONS)}"
+                )
+            _positive(f"{key}.flex_kernel_options.{name}", value)
         if len(self.image_grid) != 2 or min(self.image_grid) <= 0:
             raise ShowoError(
                 f"{key}.image_grid must be two positive integers [h, w], got {list(self.image_grid)}"

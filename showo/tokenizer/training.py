@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
@@ -301,37 +302,61 @@ def build_trainer(recipe: TokenizerRecipe, run_dir: Path) -> L.Trainer:
     )
 
 
-def fit(recipe: TokenizerRecipe) -> Path:
-    """Train (or resume, or reuse) the recipe's tokenizer; returns the export directory."""
+def fit_and_evaluate(
+    recipe: Any, make_module: Callable[[Any], Any]
+) -> tuple[L.Trainer, Any, dict[str, float]]:
+    """A seeded fit of ``make_module(recipe)`` on the recipe's images, resumed from the run's last checkpoint,
+    and the module's held-out metrics at the final step (validated once more unless the last validation was
+    at that step). Shared by the image tokenizer and the VAE, whose modules keep ``evaluated``."""
     from showo.recipe import save_recipe
 
+    run_dir = Path(recipe.run_dir)
+    save_recipe(recipe, run_dir / "recipe.yaml")
+    L.seed_everything(recipe.run.seed, workers=True, verbose=False)
+    module = make_module(recipe)
+    data = TokenizerDataModule(recipe)
+    trainer = build_trainer(recipe, run_dir)
+    resume = _resume_path(recipe, run_dir / "checkpoints")
+    # tiny gradient and optimizer values turn denormal within steps: CPU steps many times slower unless
+    # flushed to zero (torch's default, restored after, keeps them)
+    torch.set_flush_denormal(True)
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=resume, weights_only=True)
+        if module.evaluated is None or module.evaluated[0] != trainer.global_step:
+            trainer.validate(module, datamodule=data, verbose=False)
+    finally:
+        torch.set_flush_denormal(False)
+    if module.evaluated is None:
+        raise ShowoError(f"{run_dir}: training ended without a held-out evaluation")
+    return trainer, module, module.evaluated[1]
+
+
+def write_record(export: Path, recipe: Any, steps: int, metrics: dict[str, float], **facts: Any) -> dict:
+    """The export's training record: which recipe (hash) and run made it, after how many steps, its
+    ``facts`` (identity, ...) and held-out metrics; ``reusable_export`` reads it back."""
+    record = {
+        "recipe_hash": recipe_hash(recipe),
+        "steps": steps,
+        **facts,
+        "metrics": {k: round(float(v), 4) for k, v in metrics.items()},
+        "run_dir": str(recipe.run_dir),
+    }
+    (export / TRAINING_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def fit(recipe: TokenizerRecipe) -> Path:
+    """Train (or resume, or reuse) the recipe's tokenizer; returns the export directory."""
     export = reusable_export(recipe)
     if export is not None:
         print(f"showo: reusing the tokenizer already trained from this recipe at {export}")
         return export
-    run_dir = Path(recipe.run_dir)
-    save_recipe(recipe, run_dir / "recipe.yaml")
-    L.seed_everything(recipe.run.seed, workers=True, verbose=False)
-    module = TokenizerModule(recipe)
-    data = TokenizerDataModule(recipe)
-    trainer = build_trainer(recipe, run_dir)
-    resume = _resume_path(recipe, run_dir / "checkpoints")
-    trainer.fit(module, datamodule=data, ckpt_path=resume, weights_only=True)
-    if module.evaluated is not None and module.evaluated[0] == trainer.global_step:
-        metrics = module.evaluated[1]
-    else:
-        metrics = trainer.validate(module, datamodule=data, verbose=False)[0]
+    trainer, module, metrics = fit_and_evaluate(recipe, TokenizerModule)
     export = Path(recipe.export_path)
     if trainer.is_global_zero:
         module.tokenizer.save_pretrained(export)
-        record = {
-            "recipe_hash": recipe_hash(recipe),
-            "steps": trainer.global_step,
-            "identity": load_image_tokenizer(export).identity(),
-            "metrics": {k: round(float(v), 4) for k, v in metrics.items()},
-            "run_dir": str(run_dir),
-        }
-        (export / TRAINING_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+        identity = load_image_tokenizer(export).identity()
+        record = write_record(export, recipe, trainer.global_step, metrics, identity=identity)
         summary = ", ".join(f"{k} {v:.4g}" for k, v in record["metrics"].items())
         print(f"showo: tokenizer exported to {export} after {trainer.global_step} steps ({summary})")
     return export

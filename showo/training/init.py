@@ -44,6 +44,8 @@ def build_model(recipe: ShowoRecipe, load_init: bool = True) -> ShowO:
         load_init_weights(model, recipe.init_from)
     if m.gradient_checkpointing:
         model.llm.activation_checkpointing_enable()
+    if m.flex_kernel_options:
+        model.set_flex_kernel_options(dict(m.flex_kernel_options))
     return model
 
 

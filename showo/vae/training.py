@@ -11,7 +11,6 @@ recipe leaves it null.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +22,12 @@ from showo.tokenizer.discriminator import PatchDiscriminator, hinge_d_loss, hing
 from showo.tokenizer.metrics import psnr
 from showo.tokenizer.training import (
     GRID_IMAGES,
-    TRAINING_RECORD,
-    TokenizerDataModule,
     _decay_groups,
-    _resume_path,
-    build_trainer,
+    fit_and_evaluate,
     heldout_psnr,
     log_grids,
     lr_lambda,
-    recipe_hash,
+    write_record,
 )
 from showo.tokenizer.training import reusable_export as _reusable_export
 from showo.vae.config import VaeRecipe
@@ -144,45 +140,22 @@ def scaling_factor(recipe: VaeRecipe, metrics: dict[str, float]) -> float:
 
 def fit(recipe: VaeRecipe) -> Path:
     """Train (or resume, or reuse) the recipe's VAE; returns the export directory (diffusers layout)."""
-    from showo.recipe import save_recipe
-
     export = reusable_export(recipe)
     if export is not None:
         print(f"showo: reusing the VAE already trained from this recipe at {export}")
         return export
-    run_dir = Path(recipe.run_dir)
-    save_recipe(recipe, run_dir / "recipe.yaml")
-    L.seed_everything(recipe.run.seed, workers=True, verbose=False)
-    module = VaeModule(recipe)
-    data = TokenizerDataModule(recipe)
-    trainer = build_trainer(recipe, run_dir)
-    resume = _resume_path(recipe, run_dir / "checkpoints")
-    # tiny gradient and optimizer values turn denormal within steps: CPU steps many times slower unless
-    # flushed to zero (torch's default, restored after, keeps them)
-    torch.set_flush_denormal(True)
-    try:
-        trainer.fit(module, datamodule=data, ckpt_path=resume, weights_only=True)
-        if module.evaluated is None or module.evaluated[0] != trainer.global_step:
-            trainer.validate(module, datamodule=data, verbose=False)
-    finally:
-        torch.set_flush_denormal(False)
-    assert module.evaluated is not None
-    metrics = module.evaluated[1]
+    trainer, module, metrics = fit_and_evaluate(recipe, VaeModule)
     export = Path(recipe.export_path)
     if trainer.is_global_zero:
         module.vae.model.register_to_config(scaling_factor=scaling_factor(recipe, metrics))
         module.vae.save_pretrained(export)
         vae = load_vae(export)
-        record = {
-            "recipe_hash": recipe_hash(recipe),
-            "steps": trainer.global_step,
+        facts = {
             "identity": vae.identity(),
             "scaling_factor": vae.scaling_factor,
             "shift_factor": vae.shift_factor,
-            "metrics": {k: round(float(v), 4) for k, v in metrics.items()},
-            "run_dir": str(run_dir),
         }
-        (export / TRAINING_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+        record = write_record(export, recipe, trainer.global_step, metrics, **facts)
         summary = ", ".join(f"{k} {v:.4g}" for k, v in record["metrics"].items())
         print(
             f"showo: VAE exported to {export} after {trainer.global_step} steps "

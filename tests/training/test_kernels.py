@@ -91,3 +91,50 @@ def test_flex_training_on_the_cpu_is_refused_up_front(tmp_path, rows_and_recipe,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no FlexAttention backward" in err[0]
     assert not (tmp_path / "runs" / "tiny" / "checkpoints").exists()
+
+
+def test_flex_kernel_options_reach_every_flex_call(tiny_showo, rows_and_recipe, monkeypatch):
+    """`model.flex_kernel_options` goes from the recipe's model to each layer's flex kernel, unchanged."""
+    from torch.nn.attention import flex_attention as flex
+
+    from showo.training.init import build_model
+
+    rows, recipe = rows_and_recipe
+    options = {"BLOCK_M": 64, "BLOCK_N": 64, "num_stages": 2}
+    model = build_model(recipe(**{"model.attn_implementation": "flex", "model.flex_kernel_options": options}))
+    seen, original = [], flex.flex_attention
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("kernel_options"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(flex, "flex_attention", spy)
+    ids = model.prompter().lm(["a b c"])[0]
+    from showo.attention import omni_block_mask
+
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        model.hidden_states(ids, omni_block_mask(ids, model.vocab, "lm"))
+    assert seen == [options] * model.llm.config.num_hidden_layers
+    with pytest.raises(ShowoError, match="need a flex model"):
+        tiny_showo.set_flex_kernel_options(options)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"model.flex_kernel_options": {"BLOCK_M": 64}}, "needs model.attn_implementation: flex"),
+        (
+            {"model.attn_implementation": "flex", "model.flex_kernel_options": {"BLOCK_Q": 64}},
+            "unknown option 'BLOCK_Q'",
+        ),
+        (
+            {"model.attn_implementation": "flex", "model.flex_kernel_options": {"num_stages": 0}},
+            "flex_kernel_options.num_stages must be positive",
+        ),
+    ],
+)
+def test_bad_flex_kernel_options_are_one_line_errors(rows_and_recipe, changes, message):
+    _, recipe = rows_and_recipe
+    with pytest.raises(ShowoError, match=message):
+        recipe(**changes)

@@ -153,7 +153,7 @@ def test_fit_logs_exports_resumes_and_reuses(tmp_path, monkeypatch, capsys):
     def no_training(*args, **kwargs):
         raise AssertionError("a reused export must not build a trainer")
 
-    monkeypatch.setattr(vae_training, "build_trainer", no_training)
+    monkeypatch.setattr(vae_training, "fit_and_evaluate", no_training)
     capsys.readouterr()
     assert vae_training.fit(load_recipe(RECIPE, toy_overrides(tmp_path, 8))) == export
     assert "reusing the VAE" in capsys.readouterr().out
