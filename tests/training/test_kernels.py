@@ -62,10 +62,14 @@ def test_flex_and_sdpa_give_the_same_training_losses(tiny_showo, rows_and_recipe
         assert torch.allclose(flex[key], sdpa[key], atol=1e-5), key
 
 
-def test_compile_changes_no_loss(tiny_showo, rows_and_recipe):
+@pytest.mark.parametrize("pack", [0, 600], ids=["padded", "packed"])
+def test_compile_changes_no_loss(tiny_showo, rows_and_recipe, pack):
+    """Packed rows too: the decoder compiles with the sdpa segments passed through to the attention."""
     rows, recipe = rows_and_recipe
     plain = ShowoModule(copy.deepcopy(tiny_showo), recipe())
-    compiled = ShowoModule(copy.deepcopy(tiny_showo), recipe(**{"model.compile": True}))
+    compiled = ShowoModule(
+        copy.deepcopy(tiny_showo), recipe(**{"model.compile": True, "data.pack_tokens": pack})
+    )
     expected, got = losses(plain, rows), losses(compiled, rows)
     for key in ("loss", "loss_t2i", "loss_lm", "loss_mmu"):
         assert torch.allclose(got[key], expected[key], atol=1e-5), key
