@@ -2,7 +2,8 @@
 
 The paper's stage-2 rows per GPU (10 t2i + 4 lm + 10 mmu) in the official layout (M = 128 text tokens,
 16x16 codes, L = 387) on a tiny Phi (hidden 128, 4 layers): t2i and mmu texts are the embedded shapes
-captions (what the demo's template recaptioner writes into its shards), lm rows are pydoc text. Side by
+captions (what the demo's template recaptioner writes into its shards; t2i drops 10% of them for
+classifier-free guidance, as the official rows do), lm rows are pydoc text. Side by
 side, each with the labelled-head per-task losses and backward (checked equal before timing):
 
 - ``padded``: the official rows under the dense omni mask (``ShowO.hidden_states``);
@@ -41,7 +42,7 @@ COEFFS = {"t2i": 1.0, "lm": 0.1, "mmu": 1.0}
 
 
 def make_rows(model: ShowO, seed: int) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
-    pr, vocab, m = model.prompter(), model.vocab, model.config.max_text_len
+    pr, vocab, m = model.prompter(cond_dropout_prob=0.1), model.vocab, model.config.max_text_len
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     captions = [shapes.caption(shapes.sample_scene(rng)) for _ in range(ROWS["t2i"] + ROWS["mmu"])]

@@ -195,13 +195,15 @@ def sdpa_kernel(
     flat = [t.transpose(1, 2).reshape(rows * width, t.shape[1], dim) for t in (query, key, value)]
     outs = []
     for gather, take, mask in segments.buckets:
-        n, size = mask.shape[0], mask.shape[-1]
-        q, k, v = (t.index_select(0, gather).view(n, size, t.shape[1], dim).transpose(1, 2) for t in flat)
+        n, size = gather.shape
+        pick = gather.flatten()
+        q, k, v = (t.index_select(0, pick).view(n, size, t.shape[1], dim).transpose(1, 2) for t in flat)
         out = torch.nn.functional.scaled_dot_product_attention(
             q,
             k,
             v,
-            attn_mask=mask.to(q.dtype),
+            attn_mask=None if mask is None else mask.to(q.dtype),
+            is_causal=mask is None,
             dropout_p=dropout if module.training else 0.0,
             scale=scaling,
             enable_gqa=heads != key.shape[1],

@@ -101,10 +101,11 @@ def pack(input_ids: torch.Tensor, pad_id: int, budget: int) -> PackedRows:
 @dataclass
 class SegmentAttention:
     """Buckets of packed samples for ``showo.attention.sdpa_kernel``: per bucket the flat packed positions
-    it gathers (``n x L_b``, row-major), which of its slots hold a token, and the samples' own additive masks
-    ``[n, 1, L_b, L_b]``; ``put`` is where the token slots of all buckets, in order, go back."""
+    it gathers ``[n, L_b]``, which of those slots hold a token (flat indices), and the samples' own additive
+    masks ``[n, 1, L_b, L_b]`` (None: plain causal); ``put`` is where the token slots of all buckets, in
+    order, go back."""
 
-    buckets: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    buckets: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]
     put: torch.Tensor
     positions: int
     """Rows x width of the packed rows (the flattened length the buckets index)."""
@@ -183,6 +184,35 @@ def length_buckets(lengths: Sequence[int], slack: float = BUCKET_SLACK) -> list[
     return buckets
 
 
+def _bucket_mask(
+    packed: PackedRows,
+    placed: list[tuple[int, int, int]],
+    members: list[int],
+    gather: torch.Tensor,
+    valid: torch.Tensor,
+    roles: dict[str, torch.Tensor],
+    names: list[str],
+    rule_of: torch.Tensor,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """The additive masks ``[n, 1, L_b, L_b]`` of a bucket: each sample's own rule in its own coordinates;
+    a padding slot sees only itself."""
+    device = gather.device
+    sample = torch.tensor([placed[m][0] for m in members], device=device)
+    column = packed.source.flatten()[gather]  # each slot's position in its unpacked row
+    size = gather.shape[1]
+    ok = torch.zeros(len(members), size, size, dtype=torch.bool, device=device)
+    for i, name in enumerate(names):
+        sel = (rule_of[sample] == i).nonzero().squeeze(1)
+        if len(sel):
+            ok[sel] = allowed(
+                sample[sel, None, None], column[sel, :, None], column[sel, None, :], roles, name
+            )
+    ok = (ok & valid[:, :, None] & valid[:, None, :]) | torch.eye(size, dtype=torch.bool, device=device)
+    mask = torch.zeros(ok.shape, dtype=dtype, device=device).masked_fill_(~ok, torch.finfo(dtype).min)
+    return mask.unsqueeze(1)
+
+
 def segment_attention(
     packed: PackedRows,
     unpacked_ids: torch.Tensor,
@@ -196,37 +226,40 @@ def segment_attention(
     kernel skips. Instead each sample attends on its own: samples of similar length form a bucket
     ``[n, L_b]`` (gathered from the flattened packed positions), run as one SDPA call under the samples' own
     omni masks, so attention costs about the sum of the samples' squared lengths in a few calls per layer.
+    Samples whose rule is plain causal (text-only rows) form their own buckets and run SDPA's causal kernel,
+    which skips the upper triangle; their padding slots come last, after every key a token may see.
     """
     device = packed.ids.device
     names, index = _rule_index(rules)
     rule_of = torch.tensor(index, device=device)
     roles = token_roles(unpacked_ids, vocab)
+    # samples whose own mask is plain causal (no image block, no mmu prefix) run SDPA's causal kernel unmasked
+    causal = (roles["block"].amax(1) == 0) & (roles["first_eoi"] < 0)
+    if "causal" in names:
+        causal |= rule_of == names.index("causal")
+    causal = causal.tolist()
     width = packed.ids.shape[1]
     placed = [(s, r * width + start, n) for r, segs in enumerate(packed.segments) for s, start, n in segs]
+    groups = [[i for i, p in enumerate(placed) if causal[p[0]] == flag] for flag in (False, True)]
     buckets, put = [], []
-    for members in length_buckets([n for _, _, n in placed]):
-        size = placed[members[0]][2]
-        gather = torch.empty(len(members), size, dtype=torch.long)
-        valid = torch.zeros(len(members), size, dtype=torch.bool)
-        for j, m in enumerate(members):
-            _, first, n = placed[m]
-            gather[j] = first  # a padding slot reads its sample's first token (masked, output dropped)
-            gather[j, :n] = torch.arange(first, first + n)
-            valid[j, :n] = True
-        gather, valid = gather.to(device), valid.to(device)
-        sample = torch.tensor([placed[m][0] for m in members], device=device)
-        column = packed.source.flatten()[gather]  # each slot's position in its unpacked row
-        ok = torch.zeros(len(members), size, size, dtype=torch.bool, device=device)
-        for i, name in enumerate(names):  # each sample's own rule, evaluated in its own coordinates
-            sel = (rule_of[sample] == i).nonzero().squeeze(1)
-            if len(sel):
-                b, q, k = sample[sel, None, None], column[sel, :, None], column[sel, None, :]
-                ok[sel] = allowed(b, q, k, roles, name)
-        ok = (ok & valid[:, :, None] & valid[:, None, :]) | torch.eye(size, dtype=torch.bool, device=device)
-        mask = torch.zeros(ok.shape, dtype=dtype, device=device).masked_fill_(~ok, torch.finfo(dtype).min)
-        take = valid.flatten().nonzero().squeeze(1)
-        buckets.append((gather.flatten(), take, mask.unsqueeze(1)))
-        put.append(gather.flatten()[take])
+    for flag, group in zip((False, True), groups):
+        for members in length_buckets([placed[i][2] for i in group]):
+            members = [group[m] for m in members]
+            size = placed[members[0]][2]
+            gather = torch.empty(len(members), size, dtype=torch.long)
+            valid = torch.zeros(len(members), size, dtype=torch.bool)
+            for j, m in enumerate(members):
+                _, first, n = placed[m]
+                gather[j] = first  # a padding slot reads its sample's first token (masked, output dropped)
+                gather[j, :n] = torch.arange(first, first + n)
+                valid[j, :n] = True
+            gather, valid = gather.to(device), valid.to(device)
+            mask = None
+            if not flag:
+                mask = _bucket_mask(packed, placed, members, gather, valid, roles, names, rule_of, dtype)
+            take = valid.flatten().nonzero().squeeze(1)
+            buckets.append((gather, take, mask))
+            put.append(gather.flatten()[take])
     return SegmentAttention(buckets, torch.cat(put), packed.ids.shape[0] * width)
 
 
