@@ -181,9 +181,10 @@ def sdpa_kernel(
     """The attention of models built with ``attn_implementation="sdpa"`` (registered with transformers).
 
     transformers' own SDPA path, except for packed rows handed ``segments``
-    (``showo.packing.SegmentAttention``): then every bucket of similar-length samples is gathered from the
-    flattened packed positions, attends within itself under its samples' own masks in one SDPA call, and is
-    scattered back. Positions of no sample (the rows' tail) come out as zeros.
+    (``showo.packing.SegmentAttention``): then the bucket slots are gathered from the flattened packed positions
+    in one index per tensor, every bucket of similar-length samples attends within itself under its samples'
+    own masks in one SDPA call, and one index puts the outputs back. Positions of no sample (the rows' tail)
+    come out as zeros.
     """
     if segments is None:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
@@ -192,12 +193,13 @@ def sdpa_kernel(
             module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
         )
     rows, heads, width, dim = query.shape
-    flat = [t.transpose(1, 2).reshape(rows * width, t.shape[1], dim) for t in (query, key, value)]
-    outs = []
-    for gather, take, mask in segments.buckets:
-        n, size = gather.shape
-        pick = gather.flatten()
-        q, k, v = (t.index_select(0, pick).view(n, size, t.shape[1], dim).transpose(1, 2) for t in flat)
+    slots = [
+        t.transpose(1, 2).reshape(rows * width, t.shape[1], dim).index_select(0, segments.gather)
+        for t in (query, key, value)
+    ]
+    outs, start = [], 0
+    for n, size, mask in segments.buckets:
+        q, k, v = (t[start : start + n * size].view(n, size, t.shape[1], dim).transpose(1, 2) for t in slots)
         out = torch.nn.functional.scaled_dot_product_attention(
             q,
             k,
@@ -208,8 +210,10 @@ def sdpa_kernel(
             scale=scaling,
             enable_gqa=heads != key.shape[1],
         )
-        outs.append(out.transpose(1, 2).reshape(n * size, heads, dim).index_select(0, take))
-    merged = query.new_zeros(rows * width, heads, dim).index_copy(0, segments.put, torch.cat(outs))
+        outs.append(out.transpose(1, 2).reshape(n * size, heads, dim))
+        start += n * size
+    outs.append(query.new_zeros(1, heads, dim))  # what the rows' tail padding reads
+    merged = torch.cat(outs).index_select(0, segments.scatter)
     return merged.view(rows, width, heads, dim), None
 
 

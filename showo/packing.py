@@ -100,15 +100,15 @@ def pack(input_ids: torch.Tensor, pad_id: int, budget: int) -> PackedRows:
 
 @dataclass
 class SegmentAttention:
-    """Buckets of packed samples for ``showo.attention.sdpa_kernel``: per bucket the flat packed positions
-    it gathers ``[n, L_b]``, which of those slots hold a token (flat indices), and the samples' own additive
-    masks ``[n, 1, L_b, L_b]`` (None: plain causal); ``put`` is where the token slots of all buckets, in
-    order, go back."""
+    """Buckets of packed samples for ``showo.attention.sdpa_kernel``. ``gather``: the flat packed position
+    each bucket slot reads, all buckets one after the other (bucket ``b`` is ``n_b x L_b`` slots, row-major);
+    ``buckets``: per bucket ``(n_b, L_b)`` and the samples' own additive masks ``[n_b, 1, L_b, L_b]`` (None:
+    plain causal); ``scatter``: for each flat packed position, the slot holding its output (one past the
+    last slot for the rows' tail padding, which reads a zero)."""
 
-    buckets: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]
-    put: torch.Tensor
-    positions: int
-    """Rows x width of the packed rows (the flattened length the buckets index)."""
+    gather: torch.Tensor
+    buckets: list[tuple[int, int, torch.Tensor | None]]
+    scatter: torch.Tensor
 
 
 def _rule_index(rules: Sequence[str]) -> tuple[list[str], list[int]]:
@@ -241,7 +241,9 @@ def segment_attention(
     width = packed.ids.shape[1]
     placed = [(s, r * width + start, n) for r, segs in enumerate(packed.segments) for s, start, n in segs]
     groups = [[i for i, p in enumerate(placed) if causal[p[0]] == flag] for flag in (False, True)]
-    buckets, put = [], []
+    buckets, gathers = [], []
+    scatter = torch.zeros(packed.ids.numel(), dtype=torch.long)
+    slots = 0
     for flag, group in zip((False, True), groups):
         for members in length_buckets([placed[i][2] for i in group]):
             members = [group[m] for m in members]
@@ -253,14 +255,16 @@ def segment_attention(
                 gather[j] = first  # a padding slot reads its sample's first token (masked, output dropped)
                 gather[j, :n] = torch.arange(first, first + n)
                 valid[j, :n] = True
+                scatter[first : first + n] = torch.arange(slots + j * size, slots + j * size + n)
+            slots += gather.numel()
             gather, valid = gather.to(device), valid.to(device)
             mask = None
             if not flag:
                 mask = _bucket_mask(packed, placed, members, gather, valid, roles, names, rule_of, dtype)
-            take = valid.flatten().nonzero().squeeze(1)
-            buckets.append((gather, take, mask))
-            put.append(gather.flatten()[take])
-    return SegmentAttention(buckets, torch.cat(put), packed.ids.shape[0] * width)
+            buckets.append((len(members), size, mask))
+            gathers.append(gather.flatten())
+    scatter.masked_fill_(packed.sample.flatten().cpu() < 0, slots)
+    return SegmentAttention(torch.cat(gathers), buckets, scatter.to(device))
 
 
 def packed_block_mask(
