@@ -1,8 +1,10 @@
 """Every sampler on a flex model (FlexAttention block masks from the same omni rule) draws what the sdpa
-model draws: MaskGIT codes cached and recomputed, AR codes, understanding tokens, mixed generation."""
+model draws: MaskGIT codes cached and recomputed, AR codes, understanding tokens, mixed generation, and the
+diffusion sampler's latents cached and recomputed."""
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import pytest
@@ -10,16 +12,23 @@ import torch
 from transformers import PhiForCausalLM
 
 from showo.model import ShowO, phi_config
-from showo.sampling import ar, maskgit, mixed, understand
+from showo.sampling import ar, diffusion, maskgit, mixed, understand
+
+
+def as_flex(model: ShowO) -> ShowO:
+    """The same weights (the image head's too) on FlexAttention."""
+    llm = PhiForCausalLM(phi_config(model.llm.config, "flex"))
+    llm.load_state_dict(model.llm.state_dict())
+    flex = ShowO(llm, model.vocab, copy.deepcopy(model.config), model.tokenizer).eval()
+    if model.image_head is not None:
+        flex.image_head.load_state_dict(model.image_head.state_dict())
+    assert flex.uses_flex and not model.uses_flex
+    return flex
 
 
 @pytest.fixture(scope="module")
 def pair(tiny_showo):
-    llm = PhiForCausalLM(phi_config(tiny_showo.llm.config, "flex"))
-    llm.load_state_dict(tiny_showo.llm.state_dict())
-    flex = ShowO(llm, tiny_showo.vocab, tiny_showo.config, tiny_showo.tokenizer).eval()
-    assert flex.uses_flex and not tiny_showo.uses_flex
-    return tiny_showo.eval(), flex
+    return tiny_showo.eval(), as_flex(tiny_showo)
 
 
 def quiet(fn, *args, **kwargs):
@@ -89,3 +98,21 @@ def test_mixed_generation_is_identical(pair):
         for m in pair
     ]
     assert out[0].captions == out[1].captions and torch.equal(out[0].codes, out[1].codes)
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_diffusion_latents_are_the_same(diffusion_showo, use_cache):
+    options = diffusion_showo.objective.options(steps=3, guidance=2.0)
+    latents = [
+        quiet(
+            diffusion.generate,
+            m,
+            m.prompter(),
+            ["a red circle", "two stars"],
+            options,
+            torch.Generator().manual_seed(0),
+            use_cache=use_cache,
+        )
+        for m in (diffusion_showo, as_flex(diffusion_showo))
+    ]
+    torch.testing.assert_close(latents[1], latents[0], rtol=1e-4, atol=1e-4)
