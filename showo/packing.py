@@ -135,18 +135,6 @@ def _packed_allowed(
     return (ok & (sq == sk) & (sq >= 0)) | ((sq < 0) & (q == k))
 
 
-def _own_masks(
-    unpacked_ids: torch.Tensor, rules: Sequence[str], vocab: UnifiedVocab, dtype: torch.dtype
-) -> torch.Tensor:
-    """Each unpacked row's omni mask ``[N, L, L]`` (the rule evaluated once per row, as unpacked)."""
-    own = torch.empty(*unpacked_ids.shape, unpacked_ids.shape[1], dtype=dtype, device=unpacked_ids.device)
-    names, index = _rule_index(rules)
-    for i, name in enumerate(names):
-        rows = torch.tensor([r for r, k in enumerate(index) if k == i], device=unpacked_ids.device)
-        own[rows] = omni_attention_mask(unpacked_ids[rows], vocab, name, dtype).squeeze(1)
-    return own
-
-
 def packed_attention_mask(
     packed: PackedRows,
     unpacked_ids: torch.Tensor,
@@ -159,7 +147,11 @@ def packed_attention_mask(
     Block-diagonal: each sample's block is its own unpacked omni mask at its non-pad positions; tail padding
     sees only itself. What an eager model runs packed rows with (``segment_attention`` is the sdpa way).
     """
-    own = _own_masks(unpacked_ids, rules, vocab, dtype)
+    own = torch.empty(*unpacked_ids.shape, unpacked_ids.shape[1], dtype=dtype, device=unpacked_ids.device)
+    names, index = _rule_index(rules)
+    for i, name in enumerate(names):
+        rows = torch.tensor([r for r, k in enumerate(index) if k == i], device=unpacked_ids.device)
+        own[rows] = omni_attention_mask(unpacked_ids[rows], vocab, name, dtype).squeeze(1)
     keep = (unpacked_ids != vocab.pad_id).cpu()
     rows, width = packed.ids.shape
     mask = torch.full((rows, width, width), torch.finfo(dtype).min, dtype=dtype, device=packed.ids.device)

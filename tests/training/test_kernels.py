@@ -142,3 +142,27 @@ def test_bad_flex_kernel_options_are_one_line_errors(rows_and_recipe, changes, m
     _, recipe = rows_and_recipe
     with pytest.raises(ShowoError, match=message):
         recipe(**changes)
+
+
+@pytest.mark.parametrize("pack", [0, 600], ids=["padded", "packed"])
+def test_gradient_checkpointing_changes_no_loss_or_gradient(tiny_showo, rows_and_recipe, pack):
+    """Recomputed activations (packed rows' segments reach the recomputation too) give the same numbers."""
+    rows, recipe = rows_and_recipe
+
+    def run(checkpointing: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        model = copy.deepcopy(tiny_showo).train()
+        if checkpointing:
+            model.llm.activation_checkpointing_enable()
+        calls = []
+        attention = model.llm.get_decoder().layers[0].self_attn
+        attention.register_forward_hook(lambda *_: calls.append(1))
+        module = ShowoModule(model, recipe(**{"data.pack_tokens": pack}))
+        loss = module.losses(rows)[0]["loss"]
+        loss.backward()
+        assert len(calls) == (2 if checkpointing else 1)  # recomputed in the backward pass
+        return loss.detach(), [p.grad for p in model.parameters() if p.grad is not None]
+
+    (plain, plain_grads), (recomputed, grads) = run(False), run(True)
+    assert torch.allclose(recomputed, plain, atol=1e-6)
+    assert len(grads) == len(plain_grads)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(grads, plain_grads))
