@@ -120,6 +120,24 @@ def test_segment_attention_equals_the_dense_packed_mask(tiny_showo, extra):
     assert (got[~real] == 0).all()
 
 
+def test_segment_attention_runs_in_bfloat16_with_float32_masks(tiny_showo):
+    """Under bf16 autocast the queries are bf16 while the masks were built in float32 (as training builds
+    them): the kernel casts each mask, and its -inf-rounded blocked entries leave no row empty."""
+    _, ids, rules = mixed_batch(tiny_showo)
+    vocab = tiny_showo.vocab
+    packed = pack(ids, vocab.pad_id, budget=ids.shape[1] + 40)
+    rows, width = packed.ids.shape
+    gen = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(rows, 2, width, 8, generator=gen) for _ in range(3))
+    segments = segment_attention(packed, ids, rules, vocab)
+    module = torch.nn.Module().eval()
+    full, _ = sdpa_kernel(module, q, k, v, None, segments=segments)
+    half, _ = sdpa_kernel(module, *(t.bfloat16() for t in (q, k, v)), None, segments=segments)
+    real = packed.sample >= 0
+    assert half.dtype == torch.bfloat16 and torch.isfinite(half).all()
+    assert torch.allclose(half[real].float(), full[real], atol=3e-2)
+
+
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 def test_packed_hidden_states_and_gradients_equal_the_padded_ones(tiny_llm_dir, attn):
     """The training path (``packed_hidden_states``): sdpa runs segments, eager the dense packed mask."""
