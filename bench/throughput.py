@@ -2,8 +2,9 @@
 
 The paper's stage-2 rows per GPU (10 t2i + 4 lm + 10 mmu) in the official layout (M = 128 text tokens,
 16x16 codes, L = 387) on a tiny Phi (hidden 128, 4 layers): t2i and mmu texts are the embedded shapes
-captions (what the demo's template recaptioner writes into its shards; t2i drops 10% of them for
-classifier-free guidance, as the official rows do), lm rows are pydoc text. Side by
+captions (what the demo's template recaptioner writes into its shards), or with ``--captions SHARDS`` the
+captions of your own built shards, to see what packing gives on your data; t2i drops 10% of them for
+classifier-free guidance, as the official rows do. lm rows are pydoc text. Side by
 side, each with the labelled-head per-task losses and backward (checked equal before timing):
 
 - ``padded``: the official rows under the dense omni mask (``ShowO.hidden_states``);
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
 import warnings
@@ -31,7 +33,10 @@ import torch
 
 from bench.common import bench_llm, corpus
 from showo.attention import batch_attention_mask, batch_block_mask
+from showo.data.reader import read_shards
+from showo.data.shards import expand_shards
 from showo.embedded import shapes
+from showo.errors import ShowoError
 from showo.losses import gather_labelled, labelled_loss
 from showo.masking import mask_image_tokens
 from showo.model import ShowO
@@ -41,11 +46,27 @@ ROWS = {"t2i": 10, "lm": 4, "mmu": 10}
 COEFFS = {"t2i": 1.0, "lm": 0.1, "mmu": 1.0}
 
 
-def make_rows(model: ShowO, seed: int) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+def shard_captions(pattern: str) -> list[str]:
+    """Every caption (``txt``) of the shards a glob or brace pattern names, read as training reads them."""
+    urls = expand_shards([pattern], "--captions")
+    captions = [s["txt"] for s in read_shards(urls, None) if isinstance(s.get("txt"), str)]
+    if not captions:
+        raise ShowoError(f"--captions: the shards of {pattern!r} hold no captions (txt)")
+    return captions
+
+
+def make_rows(
+    model: ShowO, seed: int, pool: list[str] | None = None
+) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    """One step's rows; t2i and mmu captions drawn from ``pool`` (a shard's), else the embedded shapes'."""
     pr, vocab, m = model.prompter(cond_dropout_prob=0.1), model.vocab, model.config.max_text_len
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
-    captions = [shapes.caption(shapes.sample_scene(rng)) for _ in range(ROWS["t2i"] + ROWS["mmu"])]
+    count = ROWS["t2i"] + ROWS["mmu"]
+    if pool:
+        captions = [pool[i] for i in rng.integers(0, len(pool), count)]
+    else:
+        captions = [shapes.caption(shapes.sample_scene(rng)) for _ in range(count)]
     img = vocab.codes_to_ids(
         torch.randint(0, vocab.codebook_size, (ROWS["t2i"], pr.num_image_tokens), generator=gen)
     )
@@ -106,14 +127,23 @@ def main(argv: list[str] | None = None) -> None:
         default=580,
         help="row length of the row-packed modes (1.5 L: two image samples)",
     )
+    parser.add_argument(
+        "--captions",
+        help="shards (glob or brace pattern) whose captions replace the embedded shapes captions",
+    )
     args = parser.parse_args(argv)
+    try:
+        pool = shard_captions(args.captions) if args.captions else None
+    except ShowoError as err:
+        print(f"throughput: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         llm_dir = bench_llm(tmp, [], hidden=128, layers=4)
         model = ShowO.build(llm_dir, None, 1024, 256, 128).train()
-    batches = [make_rows(model, seed) for seed in range(args.steps + 1)]
+    batches = [make_rows(model, seed, pool) for seed in range(args.steps + 1)]
     pad = model.vocab.pad_id
     all_ids = [torch.cat([r[1] for r in rows]) for rows in batches[1:]]
     one_row = max(int((ids != pad).sum()) for ids in all_ids)
@@ -143,6 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     result = {
         "bench": "throughput_packing",
         "rows": ROWS,
+        "captions": args.captions or "embedded shapes",
         "seq_len": ids0.shape[1],
         "threads": args.threads,
         "steps": args.steps,

@@ -130,3 +130,22 @@ def test_the_packing_bench_checks_equal_losses_and_reports_each_layout(capsys):
     assert abs(line["position_bound"] - 1 / (1 - line["pad_fraction_padded"])) < 2e-3
     for mode in ("packed_one_row", "packed_580", "dense_mask_packed_580"):
         assert line[f"{mode}_over_padded"] > 0
+
+
+def test_the_packing_bench_reads_the_captions_of_built_shards(shapes_shards, capsys):
+    """`--captions` takes a built shard's captions (what the user's data looks like); a pattern that
+    matches no shard is one line on stderr, exit 2."""
+    import json
+
+    from bench import throughput
+
+    pattern = str(shapes_shards / "*.tar")
+    throughput.main(["--steps", "1", "--captions", pattern])
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["captions"] == pattern and line["pad_fraction_packed_one_row"] == 0.0
+    assert len(throughput.shard_captions(pattern)) > 0
+    with pytest.raises(SystemExit) as exit_info:
+        throughput.main(["--captions", str(shapes_shards / "none-*.tar")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no shard matches" in err[0]
