@@ -106,12 +106,28 @@ def _add_options(parser: Any, guidance: float | None, defaults: dict[str, Any], 
             "--top-k", type=checks.count, default=None, help="AR: keep the k most likely codes"
         )
         parser.add_argument("--top-p", type=checks.top_p, default=None, help="AR: nucleus mass in (0, 1]")
+        parser.add_argument(
+            "--solver",
+            choices=("ddim", "ddpm", "euler"),
+            default=None,
+            help="diffusion: ddim (epsilon default) or ddpm (ancestral) for epsilon-prediction, euler for flow",
+        )
 
 
 def sampler_options(args: Any, objective: Any) -> Any:
     """The checkpoint's sampler and its options from parsed arguments (checked before weights load)."""
     objective.check_sampler(args.sampler)
-    names = ("steps", "guidance", "temperature", "temperature_schedule", "schedule", "draw", "top_k", "top_p")
+    names = (
+        "steps",
+        "guidance",
+        "temperature",
+        "temperature_schedule",
+        "schedule",
+        "draw",
+        "top_k",
+        "top_p",
+        "solver",
+    )
     return objective.options(**{name: getattr(args, name, None) for name in names})
 
 

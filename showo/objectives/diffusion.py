@@ -75,17 +75,25 @@ class DiffusionConfig(ObjectiveConfig):
             raise ShowoError(f"{key}.shift_factor must be a finite number, got {self.shift_factor}")
 
 
+SOLVERS = ("ddim", "ddpm", "euler")
+
+
 @dataclass
 class DiffusionSamplerOptions(SamplerOptions):
     """Denoising the image positions (`showo.sampling.diffusion`); `guidance` is the CFG scale."""
 
     steps: int = 50
     """Denoising steps (the paper samples with 250 DDPM steps)."""
+    solver: str | None = None
+    """epsilon-prediction: ``ddim`` (deterministic, the default) or ``ddpm`` (ancestral: fresh noise every
+    step, drawn from the sampler's generator); rectified flow: ``euler`` (its only one, the default)."""
 
     def check(self) -> None:
         super().check()
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
             raise ShowoError(f"steps must be a positive integer, got {self.steps}")
+        if self.solver is not None and self.solver not in SOLVERS:
+            raise ShowoError(f"unknown solver {self.solver!r}; expected one of {', '.join(SOLVERS)}")
 
 
 class DiffusionObjective(ImageObjective):

@@ -8,10 +8,11 @@ denoising step runs only the N+2 positions from [soi] to [eoi]; `use_cache=False
 sequence every step (the reference the cache is tested against). Classifier-free guidance runs the null
 prompt's rows beside the conditional ones and combines the predictions as every sampler here does,
 ``(1 + w) * cond - w * uncond`` (`guidance.guided`; the usual scale is ``1 + w``). The scheduler is diffusers'
-one derived from the objective's training schedule: DDIM (deterministic; diffusers' default "leading"
+one derived from the objective's training schedule: by default DDIM (deterministic; diffusers' "leading"
 timesteps, which stop short of t = T-1, where the cosine schedule's signal is ~1e-9 and an epsilon error would
 be amplified ~2e4-fold; no clipping of the predicted latent, which is not in [-1, 1]) for epsilon-prediction,
-the flow-matching Euler scheduler for rectified flow.
+the flow-matching Euler scheduler for rectified flow; ``solver: ddpm`` samples epsilon-prediction
+ancestrally (DDPM, the paper's sampler) with noise from the sampler's generator.
 The result is the model's (scaled) latents [B, C, h, w]; `ImageObjective.unscale` and the VAE make pixels
 (`pipeline.Pipeline.decode_images`).
 """
@@ -39,14 +40,22 @@ def check_steps(steps: Any) -> None:
         raise ShowoError(f"steps must be a positive integer, got {steps!r}")
 
 
-def sampling_scheduler(objective: Any, steps: int) -> Any:
-    """The diffusers scheduler that samples `steps` steps of the objective's training schedule."""
-    from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler
+def sampling_scheduler(objective: Any, steps: int, solver: str | None = None) -> Any:
+    """The diffusers scheduler that samples `steps` steps of the objective's training schedule with `solver`
+    (None: DDIM for epsilon-prediction, Euler for rectified flow; ``ddpm``: ancestral, epsilon only)."""
+    from diffusers import DDIMScheduler, DDPMScheduler, FlowMatchEulerDiscreteScheduler
 
     check_steps(steps)
     train = objective.scheduler()
-    if isinstance(train, FlowMatchEulerDiscreteScheduler):
+    flow = isinstance(train, FlowMatchEulerDiscreteScheduler)
+    allowed = ("euler",) if flow else ("ddim", "ddpm")
+    if solver is not None and solver not in allowed:
+        kind = "rectified flow" if flow else "epsilon-prediction"
+        raise ShowoError(f"solver {solver!r} cannot sample {kind}; it takes {' or '.join(allowed)}")
+    if flow:
         scheduler = FlowMatchEulerDiscreteScheduler.from_config(train.config)
+    elif solver == "ddpm":
+        scheduler = DDPMScheduler.from_config(train.config, clip_sample=False)
     else:
         scheduler = DDIMScheduler.from_config(train.config, clip_sample=False)
     scheduler.set_timesteps(steps)
@@ -143,7 +152,7 @@ def generate(
     use_cache: bool = True,
 ) -> torch.Tensor:
     """Scaled latents [B, C, h, w] for text prompts (`options`: the objective's `DiffusionSamplerOptions`:
-    `steps`, `guidance`)."""
+    `steps`, `guidance`, `solver`)."""
     check_steps(options.steps)
     if options.guidance < 0:
         raise ShowoError(f"guidance must be >= 0, got {options.guidance}")
@@ -157,7 +166,7 @@ def generate(
     soi = ids.shape[1] - num - 2  # the text prefix [0, soi) never attends to the image
     prefix = FrozenPrefix.prefill(model, ids, mask, soi) if use_cache else None
     predict = image_predictor(model, ids, mask, soi, prefix, batch, options.guidance)
-    scheduler = sampling_scheduler(objective, options.steps)
+    scheduler = sampling_scheduler(objective, options.steps, options.solver)
     return denoise(predict, scheduler, (batch, *shape), generator, device, progress)
 
 

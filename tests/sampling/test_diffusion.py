@@ -6,6 +6,7 @@ import copy
 import pytest
 import torch
 
+from showo import objectives
 from showo.errors import ShowoError
 from showo.objectives.diffusion import DiffusionObjective
 from showo.sampling import diffusion, mixed
@@ -53,6 +54,49 @@ def test_guidance_combines_conditional_and_null_prompt_predictions(diffusion_sho
     torch.testing.assert_close(guided, noise + (sigmas[1] - sigmas[0]) * v_guided, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(cond, noise + (sigmas[1] - sigmas[0]) * v_cond, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(null, cond)
+
+
+@pytest.mark.parametrize("solver", ["ddim", "ddpm"])
+def test_an_oracle_noise_prediction_lands_on_the_clean_latent(diffusion_showo, solver):
+    """Each epsilon solver, fed the exact noise of a known clean latent x0 at every step (from the training
+    schedule's alpha-bar), ends on x0: timesteps, scaling and the ancestral noise are wired consistently."""
+    scheduler = diffusion.sampling_scheduler(diffusion_showo.objective, 5, solver)
+    alpha_bar = scheduler.alphas_cumprod
+    x0 = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(4))
+
+    def oracle(latents: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+        a = alpha_bar[int(timestep)]
+        return (latents - a.sqrt() * x0) / (1 - a).sqrt()
+
+    gen = torch.Generator().manual_seed(0)
+    out = diffusion.denoise(oracle, scheduler, tuple(x0.shape), gen, torch.device("cpu"))
+    torch.testing.assert_close(out, x0, rtol=1e-4, atol=1e-4)
+
+
+def test_ddpm_draws_fresh_noise_from_the_generator_and_caches_like_recompute(diffusion_showo):
+    def run(solver: str, seed: int, use_cache: bool = True) -> torch.Tensor:
+        options = diffusion_showo.objective.options(steps=4, guidance=2.0, solver=solver)
+        gen = torch.Generator().manual_seed(seed)
+        prompter = diffusion_showo.prompter()
+        return diffusion.generate(diffusion_showo, prompter, PROMPTS, options, gen, use_cache=use_cache)
+
+    ddpm = run("ddpm", 0)
+    torch.testing.assert_close(ddpm, run("ddpm", 0, use_cache=False), rtol=1e-4, atol=1e-4)
+    assert torch.equal(ddpm, run("ddpm", 0))
+    assert not torch.allclose(ddpm, run("ddim", 0), atol=1e-3)  # the same start, other updates
+    assert not torch.allclose(ddpm, run("ddpm", 1), atol=1e-3)
+
+
+def test_a_solver_of_the_other_prediction_or_objective_is_one_line(diffusion_showo, tiny_showo):
+    with pytest.raises(ShowoError, match="solver 'euler' cannot sample epsilon-prediction"):
+        diffusion.sampling_scheduler(diffusion_showo.objective, 2, "euler")
+    flow = objectives.get({**diffusion_showo.config.objective, "prediction": "flow"})
+    with pytest.raises(ShowoError, match="solver 'ddpm' cannot sample rectified flow"):
+        diffusion.sampling_scheduler(flow, 2, "ddpm")
+    with pytest.raises(ShowoError, match="unknown solver 'heun'"):
+        diffusion_showo.objective.options(solver="heun")
+    with pytest.raises(ShowoError, match="takes no solver option"):
+        tiny_showo.objective.options(solver="ddpm")
 
 
 @pytest.mark.parametrize("steps", [0, -3, 2.5, True])

@@ -58,6 +58,7 @@ def test_a_checkpoint_without_a_recorded_objective_loads_as_mtp(sampling_ckpt, t
         ),
         (["--steps", "4"], "the ar sampler (objective ar) takes no steps option"),
         (["--schedule", "linear"], "takes no schedule option"),
+        (["--solver", "ddpm"], "the ar sampler (objective ar) takes no solver option"),
     ],
 )
 def test_a_sampler_or_option_the_ar_checkpoint_cannot_serve_exits_2(

@@ -156,6 +156,13 @@ def test_a_trained_checkpoint_round_trips_export_generate_eval(diffusion_run, tm
         expected = save_grid(pipe.decode_images(latents), tmp_path / "expected.png", ncol=2)
     with Image.open(grid) as drawn, Image.open(expected) as reference:
         assert np.array_equal(np.asarray(drawn), np.asarray(reference))
+    assert main([*argv, "--guidance", "1.5", "--solver", "ddpm", "--out", str(grid)]) == 0
+    options = pipe.objective.options(steps=2, guidance=1.5, solver="ddpm")
+    with torch.no_grad():
+        latents = diffusion.generate(pipe.model, pipe.prompter, ["zero"] * 2, options, pipe.generator(3))
+        expected = save_grid(pipe.decode_images(latents), tmp_path / "expected.png", ncol=2)
+    with Image.open(grid) as drawn, Image.open(expected) as reference:
+        assert np.array_equal(np.asarray(drawn), np.asarray(reference))
     scores = tmp_path / "digits.json"
     argv = ["eval", "--ckpt", str(out), "--suite", "digits", "--steps", "2", "--out", str(scores)]
     assert main(argv) == 0
