@@ -8,7 +8,8 @@ of the whole process tree (the CLI and its DataLoader workers: the sum of their 
 process, and the CLI's wall time including Python and torch start-up) and bytes per image. Then
 `finalize` over synthetic records of 1M and 4M samples, the jsonl line index at 1M and 4M lines, and the
 listing of a `pairs:` folder of 25,000 and 100,000 images with captions (first listing and reuse by the next
-rank or resume), each with its time and additional memory. CPU milliseconds per image (the build's process tree, start-up included)
+rank or resume), and a `llava:` JSON list of 100,000 and 400,000 conversations indexed (against `json.loads`
+of the whole file, what the source did before), each with its time and additional memory. CPU milliseconds per image (the build's process tree, start-up included)
 do not depend on what else the machine runs, unlike images/s on a shared machine. One JSON line.
 Run: `.venv/bin/python -m bench.data_engine_scale [--sizes 2000,8000,32000]`.
 """
@@ -155,6 +156,24 @@ def write_pairs(root: Path, images: int, per_folder: int = 2000) -> None:
         (folder / f"{i:08d}.txt").write_text("c")
 
 
+def write_llava(path: Path, items: int) -> None:
+    """A LLaVA-style JSON list written item by item (about 450 bytes each, like llava_v1_5_mix665k)."""
+    answer = "A group of people stand near a red bus on a city street while it rains lightly. " * 3
+    with path.open("w") as handle:
+        handle.write("[")
+        for i in range(items):
+            item = {
+                "id": f"{i:09d}",
+                "image": f"coco/{i:012d}.jpg",
+                "conversations": [
+                    {"from": "human", "value": "<image>\nWhat is happening in this picture?"},
+                    {"from": "gpt", "value": answer},
+                ],
+            }
+            handle.write(("," if i else "") + json.dumps(item))
+        handle.write("]")
+
+
 def peak_rss() -> int:
     """This process's peak RSS in bytes. Linux's VmHWM belongs to the process image; ru_maxrss also keeps the
     RSS the forked child inherited from this bench's parent before exec (hundreds of MB of torch)."""
@@ -172,7 +191,8 @@ def additional_mb(before_rss: int) -> float:
 
 
 def run_probe(args: list[str]) -> None:
-    """`--probe finalize DIR` | `resume DIR TOKENIZER N` | `jsonl FILE` | `pairs DIR OUT`: seconds and the
+    """`--probe finalize DIR` | `resume DIR TOKENIZER N` | `jsonl FILE` | `pairs DIR OUT` | `llava FILE ROOT` |
+    `llava-whole FILE`: seconds and the
     additional peak memory of that step alone (the peak RSS after it, less the RSS before it)."""
     kind = args[0]
     if kind == "finalize":
@@ -211,6 +231,23 @@ def run_probe(args: list[str]) -> None:
         started = time.perf_counter()
         open_source(f"pairs:{args[1]}").attach(out)
         result["reuse_s"] = round(time.perf_counter() - started, 4)
+    elif kind in ("llava", "llava-whole"):
+        from data_engine.sources import open_source
+
+        before = psutil.Process().memory_info().rss
+        started = time.perf_counter()
+        if kind == "llava-whole":  # what the source did before: the whole list in memory
+            entries = len(json.loads(Path(args[1]).read_bytes()))
+        else:
+            source = open_source(f"llava:{args[1]}", image_root=args[2])
+            entries = len(source)
+        result = {"seconds": round(time.perf_counter() - started, 2), "entries": entries}
+        if kind == "llava":
+            last = source.units(1000)[-1]
+            started = time.perf_counter()
+            read = sum(1 for _ in source.samples(last, 64))
+            result["last_unit_read_s"] = round(time.perf_counter() - started, 4)
+            assert read == last.stop - last.start
     else:
         from data_engine.sources import open_source
 
@@ -234,6 +271,7 @@ def main() -> None:
     parser.add_argument("--synthetic", type=sizes, default=sizes("1000000,4000000"), help="finalize samples")
     parser.add_argument("--jsonl-lines", type=sizes, default=sizes("1000000,4000000"), help="jsonl lines")
     parser.add_argument("--pairs-images", type=sizes, default=sizes("25000,100000"), help="pairs: listing")
+    parser.add_argument("--llava-items", type=sizes, default=sizes("100000,400000"), help="llava: index")
     parser.add_argument("--probe", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.probe:
@@ -258,6 +296,14 @@ def main() -> None:
         for n in args.pairs_images:
             write_pairs(work / f"pairs-{n}", n)
             result["pairs_listing"][str(n)] = probe("pairs", str(work / f"pairs-{n}"), str(work / f"out-{n}"))
+        result["llava_index"] = {}
+        for n in args.llava_items:
+            write_llava(work / f"llava-{n}.json", n)
+            result["llava_index"][str(n)] = {
+                "indexed": probe("llava", str(work / f"llava-{n}.json"), str(work)),
+                "whole_json": probe("llava-whole", str(work / f"llava-{n}.json")),
+                "file_mb": round((work / f"llava-{n}.json").stat().st_size / 2**20, 1),
+            }
     builds = list(result["builds"].values())
     if len(builds) > 1:
         small, large = builds[0], builds[-1]

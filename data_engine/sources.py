@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 from PIL import Image
 
 from data_engine.decode import Reject, safe_member_name
+from data_engine.json_array import index_array, read_elements
 from data_engine.listing import Listing, build_index, index_file, read_meta
 from data_engine.paths import Entry, class_folders, read_under, real_root
 from showo.errors import ShowoError
@@ -125,17 +126,6 @@ def _digest_listing(root: Path, rels: list[str]) -> str:
         except OSError as err:
             raise ShowoError(f"cannot read source file {root / rel}: {err.strerror or err}") from None
         digest.update(f"{rel}\0{size}\n".encode())
-    return digest.hexdigest()
-
-
-def _digest_file(path: Path) -> str:
-    digest = hashlib.sha1()
-    try:
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    except OSError as err:
-        raise ShowoError(f"cannot read source {path}: {err.strerror or err}") from None
     return digest.hexdigest()
 
 
@@ -502,7 +492,8 @@ class TextSource(_JsonLinesSource):
 class LlavaSource(Source):
     """`llava:FILE.json --image-root DIR`: LLaVA instruction conversations (`id`, `image`,
     `conversations` of human/gpt turns); items without an image are rejected, as the official loader
-    drops them. The conversation is stored as is; `txt` holds the first answer."""
+    drops them. The conversation is stored as is; `txt` holds the first answer. The file is indexed in one
+    pass and read a unit at a time (`data_engine.json_array`), never held whole."""
 
     kind = "llava"
 
@@ -514,23 +505,28 @@ class LlavaSource(Source):
             raise ShowoError(f"llava source needs --image-root DIR (got {image_root})")
         super().__init__(str(file.resolve()), file.stem)
         self.image_root = str(real_root(image_root, "--image-root"))
+        self.name = f"llava source {path}"
         try:
-            self.items = json.loads(file.read_bytes())
+            with file.open("rb") as handle:
+                self.count, self.offsets, self.digest = index_array(handle, self.name, CHECKPOINT_EVERY)
         except OSError as err:
-            raise ShowoError(f"cannot read llava source {path}: {err.strerror or err}") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ShowoError(f"llava source {path} is not valid JSON: {err}") from None
-        if not isinstance(self.items, list):
-            raise ShowoError(f"llava source {path} must hold a JSON list of conversations")
+            raise ShowoError(f"cannot read {self.name}: {err.strerror or err}") from None
+        except UnicodeDecodeError as err:
+            raise ShowoError(f"{self.name} is not valid JSON: {err.reason}") from None
 
     def __len__(self) -> int:
-        return len(self.items)
+        return self.count
 
     def fingerprint(self) -> str:
-        return _digest_file(Path(self.path))
+        return self.digest
 
     def samples(self, unit: Unit, resolution: int) -> Iterator[RawSample]:
-        for position, item in enumerate(self.items[unit.start : unit.stop]):
+        with _open_source(Path(self.path)) as handle:
+            items = read_elements(handle, self.offsets, CHECKPOINT_EVERY, unit.start, unit.stop, self.name)
+            yield from self._samples(unit, items)
+
+    def _samples(self, unit: Unit, items: Iterator[object]) -> Iterator[RawSample]:
+        for position, item in enumerate(items):
             ident = str(item.get("id", unit.start + position)) if isinstance(item, dict) else str(position)
             sample = RawSample(position, ident, "instruct")
             try:
