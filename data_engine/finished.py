@@ -23,7 +23,7 @@ from data_engine.outdir import metadata_lock
 from data_engine.sources import Source, open_source
 from data_engine.writer import atomic_write, dumps_json, finished_record
 from showo.errors import ShowoError
-from showo.safeio import plain_file_name
+from showo.safeio import loads_json, plain_file_name
 
 FINISHED_FILE = "finished.json"
 FORMAT = 1
@@ -120,7 +120,7 @@ def finished_report(options: BuildOptions) -> dict | None:
         return None
     with metadata_lock(out):
         try:
-            record = json.loads((out / FINISHED_FILE).read_bytes())
+            record = loads_json((out / FINISHED_FILE).read_bytes())
             build_bytes = (out / BUILD_FILE).read_bytes()
             report_bytes = (out / REPORT_FILE).read_bytes()
         except (OSError, json.JSONDecodeError, UnicodeDecodeError):
@@ -140,7 +140,7 @@ def finished_report(options: BuildOptions) -> dict | None:
         if record.get("source") != {"spec": source.spec, "fingerprint": source.fingerprint()}:
             return None
     try:
-        report = json.loads(report_bytes)
+        report = loads_json(report_bytes)
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
     return report if isinstance(report, dict) else None

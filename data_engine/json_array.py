@@ -79,6 +79,10 @@ def _elements(reader: _Reader, name: str) -> Iterator[tuple[int, object]]:
                 raise ShowoError(
                     f"{name} is not valid JSON: {err.msg} (element at byte {reader.offset})"
                 ) from None
+            except RecursionError:
+                raise ShowoError(
+                    f"{name}: the element at byte {reader.offset} is nested too deeply"
+                ) from None
             if end == len(reader.text) and reader.more():
                 continue  # a number or literal may go on in the next chunk
             break

@@ -27,6 +27,7 @@ from data_engine.decode import UNREADABLE
 from data_engine.paths import NOT_A_FILE, ORPHAN_CAPTION, UNSUPPORTED_TYPE, Entry, _classify, _ext
 from data_engine.writer import remove_temporaries, temporary
 from showo.errors import ShowoError
+from showo.safeio import loads_json
 
 VERSION = 1
 CACHE_KIB = 32 * 1024
@@ -235,7 +236,7 @@ def read_meta(path: Path, root: Path) -> dict | None:
         return None
     try:
         (text,) = db.execute("SELECT value FROM meta").fetchone()
-        meta = json.loads(text)
+        meta = loads_json(text)
         if meta.get("version") != VERSION or meta.get("root") != str(root):
             return None
         for key, mtime_ns in db.execute("SELECT key, mtime_ns FROM dirs"):

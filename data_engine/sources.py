@@ -27,6 +27,7 @@ from data_engine.json_array import index_array, read_elements
 from data_engine.listing import Listing, build_index, index_file, read_meta
 from data_engine.paths import Entry, class_folders, read_under, real_root
 from showo.errors import ShowoError
+from showo.safeio import loads_json
 from showo.tasks import SAMPLE_KINDS
 
 IMAGE_EXTENSIONS = frozenset({"jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"})
@@ -173,7 +174,7 @@ def _read_lines(path: Path, checkpoints: array, start: int, stop: int) -> Iterat
                 return
             if number >= start:
                 try:
-                    yield number, json.loads(raw)
+                    yield number, loads_json(raw)
                 except (json.JSONDecodeError, UnicodeDecodeError) as err:
                     yield number, Reject(BAD_JSON, f"line {number + 1}: {err}")
             number += 1
@@ -264,7 +265,7 @@ class PairsSource(Source):
             try:
                 if suffix == ".txt":
                     return strip_bom(data.decode("utf-8")).strip()
-                return _caption_from_json(json.loads(data))
+                return _caption_from_json(loads_json(data))
             except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as err:
                 raise Reject(BAD_CAPTION, str(err)) from None
         return None
@@ -376,7 +377,7 @@ class WdsSource(Source):
             if text is not None:
                 sample.caption = strip_bom(text.decode("utf-8")).strip()
             elif "json" in members:
-                sample.caption = _caption_from_json(json.loads(members["json"]))
+                sample.caption = _caption_from_json(loads_json(members["json"]))
         except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as err:
             sample.reject = Reject(BAD_CAPTION, str(err))
         return sample

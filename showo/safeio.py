@@ -76,10 +76,20 @@ def read_safetensors(file: str | Path, what: str = "weights") -> dict[str, torch
         ) from None
 
 
+def loads_json(data: str | bytes) -> Any:
+    """``json.loads`` of input we did not write: nesting too deep for the parser (a few thousand brackets
+    overflow its recursion) is a ``json.JSONDecodeError`` like any malformed JSON, not a ``RecursionError``."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        text = data if isinstance(data, str) else ""
+        raise json.JSONDecodeError("nested too deeply", text, 0) from None
+
+
 def read_json_object(file: str | Path, what: str = "config") -> dict[str, Any]:
     """A JSON file that must hold an object; anything else is a one-line error naming the file."""
     try:
-        data = json.loads(Path(file).read_text(encoding="utf-8"))
+        data = loads_json(Path(file).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as err:
         raise ShowoError(f"cannot read {what} {file}: {first_line(err)}") from None
     if not isinstance(data, dict):

@@ -30,6 +30,7 @@ import webdataset as wds
 from webdataset.autodecode import DecodingError
 
 from showo.errors import ShowoError
+from showo.safeio import loads_json
 
 SAMPLE_FIELDS = ("__key__", "__url__")
 """What webdataset adds to each sample: the key (member name up to the first dot) and the shard."""
@@ -63,7 +64,7 @@ def _text(data: bytes) -> str:
 
 def _object(data: bytes) -> dict:
     try:
-        value = json.loads(_text(data))
+        value = loads_json(_text(data))
     except json.JSONDecodeError as err:
         raise _Refused(f"is not valid JSON ({err.msg} at line {err.lineno})") from None
     if not isinstance(value, dict):

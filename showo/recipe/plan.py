@@ -14,6 +14,7 @@ from pathlib import Path
 
 from showo.errors import ShowoError
 from showo.recipe.schema import ShowoRecipe
+from showo.safeio import loads_json
 
 NUM_SPECIAL_TOKENS = 10
 """[PAD] plus the nine task and delimiter tokens added after the text vocabulary (official order)."""
@@ -127,7 +128,7 @@ def _phi_config(recipe: ShowoRecipe):
     if not config_file.is_file():
         raise ShowoError(f"model.llm: {config_file} not found (the plan needs the LLM's config.json)")
     try:
-        data = json.loads(config_file.read_text())
+        data = loads_json(config_file.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise ShowoError(f"cannot read {config_file}: {err}") from None
     if data.get("model_type") != "phi":

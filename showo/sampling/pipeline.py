@@ -11,7 +11,6 @@ its objective names instead (`<ckpt>/vae/` of an export, else the recorded direc
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ import torch
 
 from showo.device import resolve_device
 from showo.errors import ShowoError
-from showo.safeio import read_json_object
+from showo.safeio import loads_json, read_json_object
 
 IMAGE_TOKENIZER_DIR = "image_tokenizer"
 
@@ -83,7 +82,7 @@ def find_image_tokenizer(ckpt: Path, explicit: str | Path | None) -> Path:
     if (ckpt / IMAGE_TOKENIZER_DIR).is_dir():
         return ckpt / IMAGE_TOKENIZER_DIR
     try:
-        data = json.loads((ckpt / "config.json").read_text())
+        data = loads_json((ckpt / "config.json").read_text())
     except (OSError, ValueError):
         data = None
     recorded = data.get(IMAGE_TOKENIZER_DIR) if isinstance(data, dict) else None

@@ -26,6 +26,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader, TensorDataset
 
 from showo.errors import ShowoError
+from showo.safeio import loads_json
 from showo.tokenizer.config import TokenizerRecipe
 from showo.tokenizer.data import MixtureImages, fixed_sample, heldout_photos
 from showo.tokenizer.discriminator import PatchDiscriminator, hinge_d_loss, hinge_g_loss
@@ -236,7 +237,7 @@ def reusable_export(recipe: TokenizerRecipe, weights_name: str = WEIGHTS_NAME) -
     if not (export / weights_name).is_file():
         return None
     try:
-        saved = json.loads(record.read_text())
+        saved = loads_json(record.read_text())
     except json.JSONDecodeError:
         return None
     return export if saved.get("recipe_hash") == recipe_hash(recipe) else None

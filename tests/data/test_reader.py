@@ -76,6 +76,7 @@ def test_pickle_members_never_run(tmp_path, member):
         ("x.txt", b"\xff\xfe", "not UTF-8"),
         ("x.json", b"[1, 2]", "must be a JSON object"),
         ("x.captions.json", b"{", "not valid JSON"),
+        ("x.json", b"[" * 100_000 + b"]" * 100_000, "not valid JSON (nested too deeply"),
         ("x.latents.npy", npy(np.zeros(4, np.float32)), "float16"),
         ("x.codes.npy", b"\x93NUMPY garbage", "not a plain numpy array"),
     ],

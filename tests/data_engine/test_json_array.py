@@ -54,6 +54,7 @@ def test_every_range_decodes_like_the_whole_file(monkeypatch, chunk, every, inde
         (b'[{"a": 1}, {"b": 2}', "the list is never closed"),
         (b"[1, 2] [3]", "extra data after the list"),
         (b'["unterminated', "is not valid JSON: Unterminated string"),
+        (b"[" + b"[" * 100_000 + b"]" * 100_000 + b"]", "nested too deeply"),
     ],
 )
 def test_anything_but_one_json_list_is_one_line(data, cause):

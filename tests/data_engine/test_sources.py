@@ -30,11 +30,12 @@ def test_jsonl_source(tmp_path, shards_tokenizer_dir):
         (images / f"{i}.jpg").write_bytes(corpus.jpeg_bytes(corpus.gradient(seed=i)))
         lines.append(json.dumps({"image": f"images/{i}.jpg", "caption": f"picture {i}"}))
     lines.insert(1, "{not json")
+    lines.insert(2, "[" * 100_000 + "]" * 100_000)  # too deep for the parser: rejected like bad JSON
     lines.append(json.dumps({"caption": "no image"}))
     (tmp_path / "data.jsonl").write_text("\n".join(lines) + "\n\n")
     report = run(f"jsonl:{tmp_path / 'data.jsonl'}", tmp_path / "out", shards_tokenizer_dir)
-    assert (report["inputs"], report["written"]) == (5, 3)
-    assert report["rejected_by_reason"] == {"bad_json_line": 1, "missing_image": 1}
+    assert (report["inputs"], report["written"]) == (6, 3)
+    assert report["rejected_by_reason"] == {"bad_json_line": 2, "missing_image": 1}
     assert [s["txt"] for s in samples(tmp_path / "out")] == ["picture 0", "picture 1", "picture 2"]
 
 

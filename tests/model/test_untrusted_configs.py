@@ -42,7 +42,7 @@ def edit_config(path, **changes):
     (path / "config.json").write_text(json.dumps(data))
 
 
-@pytest.mark.parametrize("text", ["[1, 2]", "42", '"showo"', "{not json", ""])
+@pytest.mark.parametrize("text", ["[1, 2]", "42", '"showo"', "{not json", "", "[" * 100_000 + "]" * 100_000])
 def test_config_that_is_not_a_json_object(model_dir, text):
     (model_dir / "config.json").write_text(text)
     assert "config.json" in one_line(lambda: ShowO.from_pretrained(model_dir), "config")
