@@ -22,6 +22,7 @@ from data_engine.manifest import MANIFEST_FILE, REPORT_FILE, read_manifest
 from data_engine.writer import sha256_file
 from showo.data.reader import CodeSpec, read_shards
 from showo.errors import ShowoError
+from showo.safeio import loads_json
 from showo.tasks import SAMPLE_KINDS
 
 IMAGE_FORMATS = {"codes": ("tokenizer", "codes.npy"), "latents": ("vae", "latents.npy")}
@@ -352,7 +353,7 @@ def shard_stats(directory: str | Path, verify: bool = False) -> dict:
     report = root / REPORT_FILE
     if report.is_file():
         try:
-            stats["report"] = json.loads(report.read_text())
+            stats["report"] = loads_json(report.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise ShowoError(f"{report} cannot be read as JSON: {err}") from None
     return stats

@@ -20,6 +20,7 @@ from data_engine.listing import is_index_file
 from data_engine.outdir import is_lock_file
 from data_engine.writer import atomic_write, dumps_json, record_path, temporary, write_error
 from showo.errors import ShowoError
+from showo.safeio import loads_json
 
 BUILD_FILE = "build.json"
 MANIFEST_FILE = "manifest.jsonl"
@@ -45,7 +46,7 @@ def check_build(out: Path, settings: dict) -> None:
     path = out / BUILD_FILE
     if path.is_file():
         try:
-            previous = json.loads(path.read_bytes())
+            previous = loads_json(path.read_bytes())
         except OSError as err:
             raise ShowoError(f"cannot read {path}: {err.strerror or err}") from None
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -184,7 +185,7 @@ class _Staged:
 
 def _read_record(path: Path) -> dict | None:
     try:
-        return json.loads(record_path(path).read_bytes())
+        return loads_json(record_path(path).read_bytes())
     except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
         return None
     except OSError as err:
@@ -279,7 +280,7 @@ def read_manifest(directory: str | Path) -> tuple[Path, list[dict]]:
     if not path.is_file():
         raise ShowoError(f"{root} has no {MANIFEST_FILE} (the build has not finished on every partition)")
     try:
-        entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        entries = [loads_json(line) for line in path.read_text().splitlines() if line.strip()]
     except OSError as err:
         raise ShowoError(f"cannot read {path}: {err.strerror or err}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:

@@ -28,7 +28,7 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from showo.errors import ShowoError
-from showo.safeio import sha256_file
+from showo.safeio import loads_json, sha256_file
 
 RECORDS_DIR = "records"
 FAILPOINT_ENV = "SHOWO_DATA_FAILPOINT"
@@ -235,7 +235,7 @@ def finished_record(shard: Path, verify: bool = False) -> dict | None:
     bytes are not read (resume time must not grow with what is already written) unless `verify`, which
     also compares their sha256 with the one recorded when the shard was written."""
     try:
-        record = json.loads(record_path(shard).read_bytes())
+        record = loads_json(record_path(shard).read_bytes())
         if (
             not isinstance(record, dict)
             or record.get("shard") != shard.name

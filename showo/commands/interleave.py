@@ -139,8 +139,10 @@ def write_sequence(out: Path, entries: list[tuple[str, Any]], record: dict[str, 
 def _previous_files(out: Path) -> set[str]:
     """The file names a previous run's `sequence.json` lists (only names this command writes); none when it
     is missing or unreadable."""
+    from showo.safeio import loads_json
+
     try:
-        items = json.loads((out / SEQUENCE).read_text(encoding="utf-8")).get("items", [])
+        items = loads_json((out / SEQUENCE).read_text(encoding="utf-8")).get("items", [])
         names = {item.get("file") for item in items if isinstance(item, dict)}
     except (OSError, ValueError, AttributeError, TypeError):
         return set()
