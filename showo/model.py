@@ -206,7 +206,9 @@ def _load_tokenizer(path: str | Path, own_checkpoint: bool = False) -> Any:
     kwargs = {"config": PhiConfig()} if own_checkpoint else {}
     try:
         return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False, **kwargs)
-    except (OSError, ValueError, TypeError) as exc:
+    except RecursionError:
+        raise ShowoError(f"cannot load a text tokenizer from {path}: its JSON is nested too deeply") from None
+    except Exception as exc:  # noqa: BLE001  (a malformed tokenizer file fails inside transformers in many types)
         raise ShowoError(f"cannot load a text tokenizer from {path}: {first_line(exc)}") from None
 
 

@@ -134,3 +134,17 @@ def test_official_checkpoint_whose_llm_dir_has_no_tokenizer_files(tiny_llm_dir, 
     assert str(llm) in line and "llm_model_path" in line
     (official / "config.json").write_text(json.dumps({**config, "vocab_size": "big"}))
     one_line(lambda: ShowO.from_pretrained(official), "vocab_size")
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ("[1, 2]", "cannot load a text tokenizer"),
+        ('{"x": 1}', "cannot load a text tokenizer"),
+        ("{not json", "cannot load a text tokenizer"),
+    ],
+)
+def test_a_hostile_tokenizer_json_is_one_line(model_dir, text, match):
+    (model_dir / "tokenizer.json").write_text(text)
+    assert str(model_dir) in one_line(lambda: ShowO.from_pretrained(model_dir), match)
