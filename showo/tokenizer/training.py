@@ -238,9 +238,9 @@ def reusable_export(recipe: TokenizerRecipe, weights_name: str = WEIGHTS_NAME) -
         return None
     try:
         saved = loads_json(record.read_text())
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
         return None
-    return export if saved.get("recipe_hash") == recipe_hash(recipe) else None
+    return export if isinstance(saved, dict) and saved.get("recipe_hash") == recipe_hash(recipe) else None
 
 
 def _resume_path(recipe: TokenizerRecipe, checkpoints: Path) -> str | None:
