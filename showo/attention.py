@@ -192,6 +192,21 @@ def sdpa_kernel(
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
         )
+    dropout_p = dropout if module.training else 0.0
+    return _segment_attention(query, key, value, segments, scaling, dropout_p), None
+
+
+@torch.compiler.disable
+def _segment_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    segments: Any,
+    scaling: float | None,
+    dropout_p: float,
+) -> torch.Tensor:
+    """The bucketed attention of ``sdpa_kernel``, left out of ``torch.compile`` (`model.compile`): its bucket
+    layout changes every step and would recompile the decoder each time; the layers around it compile."""
     rows, heads, width, dim = query.shape
     slots = [
         t.transpose(1, 2).reshape(rows * width, t.shape[1], dim).index_select(0, segments.gather)
@@ -206,7 +221,7 @@ def sdpa_kernel(
             v,
             attn_mask=None if mask is None else mask.to(q.dtype),
             is_causal=mask is None,
-            dropout_p=dropout if module.training else 0.0,
+            dropout_p=dropout_p,
             scale=scaling,
             enable_gqa=heads != key.shape[1],
         )
@@ -214,7 +229,7 @@ def sdpa_kernel(
         start += n * size
     outs.append(query.new_zeros(1, heads, dim))  # what the rows' tail padding reads
     merged = torch.cat(outs).index_select(0, segments.scatter)
-    return merged.view(rows, width, heads, dim), None
+    return merged.view(rows, width, heads, dim)
 
 
 def flex_attention_kernel(

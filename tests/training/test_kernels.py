@@ -166,3 +166,39 @@ def test_gradient_checkpointing_changes_no_loss_or_gradient(tiny_showo, rows_and
     assert torch.allclose(recomputed, plain, atol=1e-6)
     assert len(grads) == len(plain_grads)
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(grads, plain_grads))
+
+
+def test_compiled_packed_training_stops_recompiling_once_shapes_are_dynamic(tiny_showo, rows_and_recipe):
+    """Each step packs its samples into other buckets (their number and sizes change); the bucketed attention
+    stays out of the compiled graph, so after the first recompile (to dynamic shapes) every new layout
+    reuses the compiled layers."""
+    from torch._dynamo.utils import counters
+
+    from showo.packing import pack, segment_attention
+
+    _, recipe = rows_and_recipe
+    torch._dynamo.reset()
+    counters.clear()
+    module = ShowoModule(
+        copy.deepcopy(tiny_showo), recipe(**{"model.compile": True, "data.pack_tokens": 4096})
+    )
+    prompter, vocab = tiny_showo.prompter(), tiny_showo.vocab
+    gen = torch.Generator().manual_seed(0)
+    graphs, layouts = [], set()
+    for step in range(5):
+        words = [" ".join(["w"] * (1 + 4 * i + step)) for i in range(step + 1)]
+        codes = torch.randint(0, vocab.codebook_size, (len(words), N_TOKENS), generator=gen)
+        images = vocab.codes_to_ids(codes)
+        rows = {
+            "t2i": module.mask_images("t2i", *prompter.t2i(words, images, images), gen),
+            "lm": prompter.lm(words),
+            "mmu": prompter.mmu(images, [f"USER: \nDescribe. ASSISTANT: {w}" for w in words]),
+        }
+        ids = torch.cat([r[0] for r in rows.values()])
+        rules = [t for t, r in rows.items() for _ in range(len(r[0]))]
+        segments = segment_attention(pack(ids, vocab.pad_id, 4096), ids, rules, vocab)
+        layouts.add(tuple((n, size) for n, size, _ in segments.buckets))
+        losses(module, rows)
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert len(layouts) == 5  # every step a new bucket layout
+    assert graphs[-1] == graphs[1] and graphs[1] > 0, graphs
