@@ -26,6 +26,8 @@ from tests.training.conftest import (
 from tests.training.test_objective_losses import fixed_batch
 
 SEQ_LEN = TINY_MAX_TEXT_LEN + N_TOKENS + 3
+STEPS = 12
+"""Steps of the killed run (packed steps are quick: the kill must land before the run ends)."""
 
 
 @pytest.mark.parametrize("objective", ["mtp", "ar"])
@@ -65,7 +67,7 @@ def test_a_budget_shorter_than_a_row_is_refused(tmp_path, tiny_llm_dir, image_to
 def test_a_packed_run_resumes_after_sigkill_with_the_uninterrupted_losses(
     tmp_path, tiny_llm_dir, image_tokenizer_dir, shards, capsys
 ):
-    changes = {"optim.max_steps": 6, "trainer.checkpoint_every": 2, "data.pack_tokens": 2 * SEQ_LEN}
+    changes = {"optim.max_steps": STEPS, "trainer.checkpoint_every": 2, "data.pack_tokens": 2 * SEQ_LEN}
     full = recipe_dict(tmp_path / "full", tiny_llm_dir, image_tokenizer_dir, shards, **changes)
     run_train(write_recipe(tmp_path / "full.yaml", full))
     path = write_recipe(
@@ -77,6 +79,6 @@ def test_a_packed_run_resumes_after_sigkill_with_the_uninterrupted_losses(
     assert main(["train", str(path)]) == 0
     assert "resuming from" in capsys.readouterr().out
     expected, got = scalars(tmp_path / "full" / "runs" / "tiny", "train/loss"), scalars(run_dir, "train/loss")
-    later = list(range(resumed_from, 6))
-    assert later and sorted(expected) == list(range(6))
+    later = list(range(resumed_from, STEPS))
+    assert later and sorted(expected) == list(range(STEPS))
     np.testing.assert_allclose([got[s] for s in later], [expected[s] for s in later], rtol=1e-6, atol=1e-6)
