@@ -19,7 +19,7 @@ from showo.errors import ShowoError
 
 CHUNK = 1 << 22
 """Bytes read at a time (4 MiB)."""
-SEPARATORS = " \t\r\n,"
+WHITESPACE = " \t\r\n"
 
 
 class _Reader:
@@ -61,15 +61,25 @@ class _Reader:
 
 
 def _elements(reader: _Reader, name: str) -> Iterator[tuple[int, object]]:
-    """(byte offset, value) of each element from the reader's position up to the closing bracket."""
+    """(byte offset, value) of each element from the reader's position (the start of an element, or of an
+    empty list's end) up to the closing bracket; separators are checked as strictly as ``json.loads``."""
     decoder = json.JSONDecoder()
+    first = True
     while True:
-        char = reader.skip(SEPARATORS)
-        if char is None:
-            raise ShowoError(f"{name} is not valid JSON: the list is never closed")
+        char = reader.skip(WHITESPACE)
         if char == "]":
             reader.advance(reader.pos + 1)
             return
+        if not first:
+            if char != ",":
+                found = "the end of the file" if char is None else repr(char)
+                raise ShowoError(
+                    f"{name} is not valid JSON: expected ',' or ']' at byte {reader.offset}, got {found}"
+                )
+            reader.advance(reader.pos + 1)
+            char = reader.skip(WHITESPACE)
+        if char is None:
+            raise ShowoError(f"{name} is not valid JSON: the list is never closed")
         while True:
             try:
                 value, end = decoder.raw_decode(reader.text, reader.pos)
@@ -88,6 +98,7 @@ def _elements(reader: _Reader, name: str) -> Iterator[tuple[int, object]]:
             break
         start = reader.offset
         reader.advance(end)
+        first = False
         yield start, value
 
 
@@ -96,7 +107,7 @@ def index_array(handle: BinaryIO, name: str, every: int) -> tuple[int, array, st
     JSON array; anything else (another value, bad JSON, trailing data) is a one-line error naming `name`."""
     digest = hashlib.sha1()
     reader = _Reader(handle, 0, digest)
-    if reader.skip("\ufeff \t\r\n") != "[":
+    if reader.skip("\ufeff" + WHITESPACE) != "[":
         raise ShowoError(f"{name} must hold a JSON list")
     reader.advance(reader.pos + 1)
     count, offsets = 0, array("q")
@@ -104,7 +115,7 @@ def index_array(handle: BinaryIO, name: str, every: int) -> tuple[int, array, st
         if count % every == 0:
             offsets.append(offset)
         count += 1
-    if reader.skip(" \t\r\n") is not None:
+    if reader.skip(WHITESPACE) is not None:
         raise ShowoError(f"{name} is not valid JSON: extra data after the list")
     while reader.more():  # hash to the end
         pass

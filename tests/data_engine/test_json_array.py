@@ -51,13 +51,26 @@ def test_every_range_decodes_like_the_whole_file(monkeypatch, chunk, every, inde
         (b'{"a": 1}', "must hold a JSON list"),
         (b"", "must hold a JSON list"),
         (b'[{"a": 1}, {"b": ]', "is not valid JSON: Expecting value"),
-        (b'[{"a": 1}, {"b": 2}', "the list is never closed"),
+        (b'[{"a": 1}, {"b": 2}', "got the end of the file"),
         (b"[1, 2] [3]", "extra data after the list"),
         (b'["unterminated', "is not valid JSON: Unterminated string"),
+        (b"[1, 2,]", "is not valid JSON: Expecting value"),
+        (b"[1,, 2]", "is not valid JSON: Expecting value"),
+        (b"[, 1]", "is not valid JSON: Expecting value"),
+        (b"[1 2]", "expected ',' or ']' at byte 3, got '2'"),
+        (b"[1,", "the list is never closed"),
+        (b"[1, 2", "expected ',' or ']' at byte 5, got the end of the file"),
         (b"[" + b"[" * 100_000 + b"]" * 100_000 + b"]", "nested too deeply"),
     ],
 )
 def test_anything_but_one_json_list_is_one_line(data, cause):
+    """As strict as ``json.loads`` (no missing, doubled or trailing commas)."""
     with pytest.raises(ShowoError, match=cause) as info:
         index_array(io.BytesIO(data), "llava source x.json", 4)
     assert "\n" not in str(info.value) and str(info.value).startswith("llava source x.json")
+
+
+def test_an_empty_list_has_no_elements():
+    count, offsets, _ = index_array(io.BytesIO(b" [ ] \n"), "f", 4)
+    assert count == 0 and len(offsets) == 0
+    assert list(read_elements(io.BytesIO(b"[]"), offsets, 4, 0, 5, "f")) == []
