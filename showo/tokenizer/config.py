@@ -211,9 +211,28 @@ class TokenizerLossConfig:
         check_autoencoder_loss(self, key, ("l1", "l2", "commit", "commit_beta", "entropy", "gan"))
 
 
+class ExportedRun:
+    """The run directory and export directory of a recipe that trains and exports one model (the image
+    tokenizer, the VAE); `export_name` is the export's default subdirectory of the run."""
+
+    export_name = "export"
+
+    @property
+    def run_dir(self) -> str:
+        """`<run.output_dir>/<run.name>`."""
+        return f"{self.run.output_dir.rstrip('/')}/{self.run.name}"
+
+    @property
+    def export_path(self) -> str:
+        """`export_dir`, or `<run_dir>/<export_name>`."""
+        return self.export_dir or f"{self.run_dir}/{self.export_name}"
+
+
 @dataclass
-class TokenizerRecipe:
+class TokenizerRecipe(ExportedRun):
     """Everything a tokenizer training run needs (kind `tokenizer`)."""
+
+    export_name = "tokenizer"
 
     kind: Literal["tokenizer"] = "tokenizer"
     """Recipe kind."""
@@ -236,16 +255,6 @@ class TokenizerRecipe:
 
     def check(self, key: str) -> None:
         check_autoencoder_recipe(self, "tokenizer")
-
-    @property
-    def run_dir(self) -> str:
-        """`<run.output_dir>/<run.name>`."""
-        return f"{self.run.output_dir.rstrip('/')}/{self.run.name}"
-
-    @property
-    def export_path(self) -> str:
-        """`export_dir`, or `<run_dir>/tokenizer`."""
-        return self.export_dir or f"{self.run_dir}/tokenizer"
 
 
 def check_autoencoder_recipe(recipe: Any, what: str) -> None:

@@ -34,6 +34,17 @@ class PatchDiscriminator(nn.Module):
         return self.net(pixels)
 
 
+def adversarial_losses(
+    discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(generator's hinge loss, discriminator's hinge loss) of one step: the discriminator is frozen while
+    the generator's term is computed and sees detached reconstructions for its own loss."""
+    discriminator.requires_grad_(False)
+    g_adv = hinge_g_loss(discriminator(fake))
+    discriminator.requires_grad_(True)
+    return g_adv, hinge_d_loss(discriminator(real), discriminator(fake.detach()))
+
+
 def hinge_d_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
     """Discriminator hinge loss: mean(relu(1 - D(x))) and mean(relu(1 + D(G(x)))), averaged."""
     return 0.5 * (F.relu(1.0 - logits_real).mean() + F.relu(1.0 + logits_fake).mean())

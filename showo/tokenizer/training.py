@@ -29,7 +29,7 @@ from showo.errors import ShowoError
 from showo.safeio import loads_json
 from showo.tokenizer.config import TokenizerRecipe
 from showo.tokenizer.data import MixtureImages, fixed_sample, heldout_photos
-from showo.tokenizer.discriminator import PatchDiscriminator, hinge_d_loss, hinge_g_loss
+from showo.tokenizer.discriminator import PatchDiscriminator, adversarial_losses
 from showo.tokenizer.metrics import code_histogram, codebook_stats, psnr
 from showo.tokenizer.model import CONFIG_NAME, WEIGHTS_NAME, ImageTokenizer, load_image_tokenizer
 
@@ -117,10 +117,7 @@ class TokenizerModule(L.LightningModule):
         loss = w.l1 * l1 + w.l2 * l2 + w.commit * out.commit_loss + w.entropy * out.entropy_loss
         logs = {"l1": l1, "l2": l2, "commit": out.commit_loss, "entropy": out.entropy_loss}
         if self.discriminator is not None and self.global_step >= w.gan_start_step:
-            self.discriminator.requires_grad_(False)
-            g_adv = hinge_g_loss(self.discriminator(rec))
-            self.discriminator.requires_grad_(True)
-            d_loss = hinge_d_loss(self.discriminator(batch), self.discriminator(rec.detach()))
+            g_adv, d_loss = adversarial_losses(self.discriminator, batch, rec)
             loss = loss + w.gan * g_adv + d_loss
             logs.update(gan_g=g_adv, gan_d=d_loss)
         usage, perplexity = codebook_stats(code_histogram(out.indices, self.tokenizer.codebook_size))
@@ -158,20 +155,10 @@ class TokenizerModule(L.LightningModule):
         usage, perplexity = codebook_stats(counts)
         metrics["train/usage"] = torch.tensor(usage)
         metrics["train/perplexity"] = torch.tensor(perplexity)
-        self.log_dict(metrics)
-        self.evaluated = (self.global_step, {k: float(v) for k, v in metrics.items()})
-        log_grids(self, self._grids)
+        report_validation(self, metrics, self._grids)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optim, loss = self.recipe.optim, self.recipe.loss
-        groups = _decay_groups(self.tokenizer, optim.weight_decay, optim.lr)
-        if self.discriminator is not None:
-            groups += _decay_groups(self.discriminator, optim.weight_decay, loss.disc_lr or optim.lr)
-        optimizer = torch.optim.AdamW(groups, lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lr_lambda(optim.warmup_steps, optim.max_steps, optim.min_lr_ratio)
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return autoencoder_optimizers(self.recipe, self.tokenizer, self.discriminator)
 
 
 def heldout_psnr(module: L.LightningModule, rows: list[torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -202,6 +189,32 @@ def log_grids(module: L.LightningModule, grids: dict[str, list[torch.Tensor]]) -
         module.logger.experiment.add_image(
             f"{name}/originals_over_reconstructions", np.asarray(sheet), module.global_step, dataformats="HWC"
         )
+
+
+def report_validation(
+    module: L.LightningModule, metrics: dict[str, torch.Tensor], grids: dict[str, list[torch.Tensor]]
+) -> None:
+    """Log the held-out metrics and image grids, and keep the metrics as ``module.evaluated`` (step, values)
+    for the export's training record."""
+    module.log_dict(metrics)
+    module.evaluated = (module.global_step, {k: float(v) for k, v in metrics.items()})
+    log_grids(module, grids)
+
+
+def autoencoder_optimizers(
+    recipe: Any, model: torch.nn.Module, discriminator: torch.nn.Module | None
+) -> dict:
+    """One AdamW over the autoencoder's groups and the discriminator's (at `loss.disc_lr`, default the
+    recipe's lr), with the warmup + cosine schedule stepped per optimizer step."""
+    optim = recipe.optim
+    groups = _decay_groups(model, optim.weight_decay, optim.lr)
+    if discriminator is not None:
+        groups += _decay_groups(discriminator, optim.weight_decay, recipe.loss.disc_lr or optim.lr)
+    optimizer = torch.optim.AdamW(groups, lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(optim.warmup_steps, optim.max_steps, optim.min_lr_ratio)
+    )
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
 def _decay_groups(module: torch.nn.Module, weight_decay: float, lr: float) -> list[dict[str, Any]]:

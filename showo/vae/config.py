@@ -13,7 +13,12 @@ from omegaconf import MISSING
 
 from showo.errors import ShowoError
 from showo.recipe.schema import OptimConfig, RunConfig, TrainerConfig
-from showo.tokenizer.config import TokenizerDataConfig, check_autoencoder_loss, check_autoencoder_recipe
+from showo.tokenizer.config import (
+    ExportedRun,
+    TokenizerDataConfig,
+    check_autoencoder_loss,
+    check_autoencoder_recipe,
+)
 from showo.vae.model import MAX_LATENT_CHANNELS, MAX_LAYERS, MAX_LEVELS, MAX_WIDTH, vae_kwargs
 
 
@@ -102,8 +107,10 @@ class VaeLossConfig:
 
 
 @dataclass
-class VaeRecipe:
+class VaeRecipe(ExportedRun):
     """Everything a VAE training run needs (kind `vae`)."""
+
+    export_name = "vae"
 
     kind: Literal["vae"] = "vae"
     """Recipe kind."""
@@ -126,13 +133,3 @@ class VaeRecipe:
 
     def check(self, key: str) -> None:
         check_autoencoder_recipe(self, "VAE")
-
-    @property
-    def run_dir(self) -> str:
-        """`<run.output_dir>/<run.name>`."""
-        return f"{self.run.output_dir.rstrip('/')}/{self.run.name}"
-
-    @property
-    def export_path(self) -> str:
-        """`export_dir`, or `<run_dir>/vae`."""
-        return self.export_dir or f"{self.run_dir}/vae"

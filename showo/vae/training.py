@@ -18,15 +18,14 @@ import lightning as L
 import torch
 from diffusers import AutoencoderKL
 
-from showo.tokenizer.discriminator import PatchDiscriminator, hinge_d_loss, hinge_g_loss
+from showo.tokenizer.discriminator import PatchDiscriminator, adversarial_losses
 from showo.tokenizer.metrics import psnr
 from showo.tokenizer.training import (
     GRID_IMAGES,
-    _decay_groups,
+    autoencoder_optimizers,
     fit_and_evaluate,
     heldout_psnr,
-    log_grids,
-    lr_lambda,
+    report_validation,
     write_record,
 )
 from showo.tokenizer.training import reusable_export as _reusable_export
@@ -65,10 +64,7 @@ class VaeModule(L.LightningModule):
         loss = w.l1 * l1 + w.l2 * l2 + w.kl * kl
         logs = {"l1": l1, "l2": l2, "kl": kl}
         if self.discriminator is not None and self.global_step >= w.gan_start_step:
-            self.discriminator.requires_grad_(False)
-            g_adv = hinge_g_loss(self.discriminator(rec))
-            self.discriminator.requires_grad_(True)
-            d_loss = hinge_d_loss(self.discriminator(batch), self.discriminator(rec.detach()))
+            g_adv, d_loss = adversarial_losses(self.discriminator, batch, rec)
             loss = loss + w.gan * g_adv + d_loss
             logs.update(gan_g=g_adv, gan_d=d_loss)
         return loss, {**logs, "loss": loss}, rec
@@ -109,20 +105,10 @@ class VaeModule(L.LightningModule):
             mean = total / count
             metrics["latents/mean"] = mean.float()
             metrics["latents/std"] = (squares / count - mean**2).clamp_min(0).sqrt().float()
-        self.log_dict(metrics)
-        self.evaluated = (self.global_step, {k: float(v) for k, v in metrics.items()})
-        log_grids(self, self._grids)
+        report_validation(self, metrics, self._grids)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optim, loss = self.recipe.optim, self.recipe.loss
-        groups = _decay_groups(self.vae, optim.weight_decay, optim.lr)
-        if self.discriminator is not None:
-            groups += _decay_groups(self.discriminator, optim.weight_decay, loss.disc_lr or optim.lr)
-        optimizer = torch.optim.AdamW(groups, lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lr_lambda(optim.warmup_steps, optim.max_steps, optim.min_lr_ratio)
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return autoencoder_optimizers(self.recipe, self.vae, self.discriminator)
 
 
 def reusable_export(recipe: VaeRecipe) -> Path | None:
