@@ -212,9 +212,11 @@ def _segment_attention(
         t.transpose(1, 2).reshape(rows * width, t.shape[1], dim).index_select(0, segments.gather)
         for t in (query, key, value)
     ]
-    outs, start = [], 0
-    for n, size, mask in segments.buckets:
-        q, k, v = (t[start : start + n * size].view(n, size, t.shape[1], dim).transpose(1, 2) for t in slots)
+    # split, not slices: a slice's backward writes a zero tensor of the whole input per bucket
+    chunks = [t.split([n * size for n, size, _ in segments.buckets]) for t in slots]
+    outs = []
+    for (n, size, mask), *qkv in zip(segments.buckets, *chunks):
+        q, k, v = (t.view(n, size, t.shape[1], dim).transpose(1, 2) for t in qkv)
         out = torch.nn.functional.scaled_dot_product_attention(
             q,
             k,
@@ -226,7 +228,6 @@ def _segment_attention(
             enable_gqa=heads != key.shape[1],
         )
         outs.append(out.transpose(1, 2).reshape(n * size, heads, dim))
-        start += n * size
     outs.append(query.new_zeros(1, heads, dim))  # what the rows' tail padding reads
     merged = torch.cat(outs).index_select(0, segments.scatter)
     return merged.view(rows, width, heads, dim)
