@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from showo.attention import allowed, omni_attention_mask, rule_name, token_roles
+from showo.attention import omni_attention_mask, rule_name, token_roles
 from showo.errors import ShowoError
 from showo.vocab import UnifiedVocab
 
@@ -116,23 +116,30 @@ def _rule_index(rules: Sequence[str]) -> tuple[list[str], list[int]]:
     return names, [names.index(rule_name(r)) for r in rules]
 
 
-def _packed_allowed(
-    packed: PackedRows,
-    roles: dict[str, torch.Tensor],
-    names: list[str],
-    rule_of: torch.Tensor,
-    r: torch.Tensor,
-    q: torch.Tensor,
-    k: torch.Tensor,
-) -> torch.Tensor:
-    """The omni rule in each sample's own coordinates, only within one sample; padding sees only itself."""
-    sq, sk = packed.sample[r, q], packed.sample[r, k]
-    b = sq.clamp(min=0)
-    pq, pk = packed.source[r, q], packed.source[r, k]
-    ok = torch.zeros_like(sq, dtype=torch.bool)
-    for i, name in enumerate(names):
-        ok = ok | ((rule_of[b] == i) & allowed(b, pq, pk, roles, name))
-    return (ok & (sq == sk) & (sq >= 0)) | ((sq < 0) & (q == k))
+def _packed_fields(
+    packed: PackedRows, unpacked_ids: torch.Tensor, rules: Sequence[str], vocab: UnifiedVocab
+) -> dict[str, torch.Tensor]:
+    """The omni rule of every packed position ``[R, T]``, each fact one lookup: ``sample`` (-1 on the tail),
+    ``source`` (its column in its unpacked row, increasing within a sample, so causal order is kept),
+    ``block`` (its bidirectional image block; 0 for none or where the rule has no blocks) and ``prefix`` (the
+    last column every query of an mmu sample sees, else -1). Also ``causal`` ``[N]``: the samples whose rule
+    reduces to plain causal (no block, no prefix)."""
+    roles = token_roles(unpacked_ids, vocab)
+    kinds = [rule_name(r) for r in rules]
+    device = unpacked_ids.device
+    blocks = torch.tensor([k in ("t2i", "lm", "mixed") for k in kinds], device=device)
+    prefixed = torch.tensor([k == "mmu" for k in kinds], device=device)
+    row_block = torch.where(blocks[:, None], roles["block"], 0)
+    row_prefix = torch.where(prefixed, roles["first_eoi"], -1)
+    real = packed.sample >= 0
+    s, src = packed.sample.clamp(min=0), packed.source
+    return {
+        "sample": packed.sample,
+        "source": src,
+        "block": torch.where(real, row_block[s, src], 0),
+        "prefix": torch.where(real, row_prefix[s], -1),
+        "causal": (row_block.amax(1) == 0) & (row_prefix < 0),
+    }
 
 
 def packed_attention_mask(
@@ -177,31 +184,16 @@ def length_buckets(lengths: Sequence[int], slack: float = BUCKET_SLACK) -> list[
 
 
 def _bucket_mask(
-    packed: PackedRows,
-    placed: list[tuple[int, int, int]],
-    members: list[int],
-    gather: torch.Tensor,
-    valid: torch.Tensor,
-    roles: dict[str, torch.Tensor],
-    names: list[str],
-    rule_of: torch.Tensor,
-    dtype: torch.dtype,
+    fields: dict[str, torch.Tensor], gather: torch.Tensor, valid: torch.Tensor, dtype: torch.dtype
 ) -> torch.Tensor:
-    """The additive masks ``[n, 1, L_b, L_b]`` of a bucket: each sample's own rule in its own coordinates;
-    a padding slot sees only itself."""
-    device = gather.device
-    sample = torch.tensor([placed[m][0] for m in members], device=device)
-    column = packed.source.flatten()[gather]  # each slot's position in its unpacked row
-    size = gather.shape[1]
-    ok = torch.zeros(len(members), size, size, dtype=torch.bool, device=device)
-    for i, name in enumerate(names):
-        sel = (rule_of[sample] == i).nonzero().squeeze(1)
-        if len(sel):
-            ok[sel] = allowed(
-                sample[sel, None, None], column[sel, :, None], column[sel, None, :], roles, name
-            )
-    ok = (ok & valid[:, :, None] & valid[:, None, :]) | torch.eye(size, dtype=torch.bool, device=device)
-    mask = torch.zeros(ok.shape, dtype=dtype, device=device).masked_fill_(~ok, torch.finfo(dtype).min)
+    """The additive masks ``[n, 1, L_b, L_b]`` of a bucket (each slot row one sample): its own rule in its
+    own coordinates; a padding slot sees only itself."""
+    column, block, prefix = (fields[k].flatten()[gather] for k in ("source", "block", "prefix"))
+    cq, ck, bq = column[:, :, None], column[:, None, :], block[:, :, None]
+    ok = (ck <= cq) | ((bq > 0) & (bq == block[:, None, :])) | (ck <= prefix[:, :, None])
+    eye = torch.eye(gather.shape[1], dtype=torch.bool, device=gather.device)
+    ok = (ok & valid[:, :, None] & valid[:, None, :]) | eye
+    mask = torch.zeros(ok.shape, dtype=dtype, device=gather.device).masked_fill_(~ok, torch.finfo(dtype).min)
     return mask.unsqueeze(1)
 
 
@@ -222,14 +214,8 @@ def segment_attention(
     which skips the upper triangle; their padding slots come last, after every key a token may see.
     """
     device = packed.ids.device
-    names, index = _rule_index(rules)
-    rule_of = torch.tensor(index, device=device)
-    roles = token_roles(unpacked_ids, vocab)
-    # samples whose own mask is plain causal (no image block, no mmu prefix) run SDPA's causal kernel unmasked
-    causal = (roles["block"].amax(1) == 0) & (roles["first_eoi"] < 0)
-    if "causal" in names:
-        causal |= rule_of == names.index("causal")
-    causal = causal.tolist()
+    fields = _packed_fields(packed, unpacked_ids, rules, vocab)
+    causal = fields["causal"].tolist()
     width = packed.ids.shape[1]
     placed = [(s, r * width + start, n) for r, segs in enumerate(packed.segments) for s, start, n in segs]
     groups = [[i for i, p in enumerate(placed) if causal[p[0]] == flag] for flag in (False, True)]
@@ -252,7 +238,7 @@ def segment_attention(
             gather, valid = gather.to(device), valid.to(device)
             mask = None
             if not flag:
-                mask = _bucket_mask(packed, placed, members, gather, valid, roles, names, rule_of, dtype)
+                mask = _bucket_mask(fields, gather, valid, dtype)
             buckets.append((len(members), size, mask))
             gathers.append(gather.flatten())
     scatter.masked_fill_(packed.sample.flatten().cpu() < 0, slots)
@@ -270,12 +256,14 @@ def packed_block_mask(
     ``compiled`` builds it through ``torch.compile``."""
     from torch.nn.attention.flex_attention import create_block_mask
 
-    names, index = _rule_index(rules)
-    rule_of = torch.tensor(index, device=unpacked_ids.device)
-    roles = token_roles(unpacked_ids, vocab)
+    f = _packed_fields(packed, unpacked_ids, rules, vocab)
+    sample, source, block, prefix = f["sample"], f["source"], f["block"], f["prefix"]
 
     def mask_mod(r: torch.Tensor, h: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        return _packed_allowed(packed, roles, names, rule_of, r, q, k)
+        # each operand is one lookup in an [R, T] table (no index through another index)
+        sq, bq = sample[r, q], block[r, q]
+        ok = (k <= q) | ((bq > 0) & (bq == block[r, k])) | (source[r, k] <= prefix[r, q])
+        return (ok & (sq == sample[r, k]) & (sq >= 0)) | ((sq < 0) & (q == k))
 
     build = torch.compile(create_block_mask) if compiled else create_block_mask
     rows, width = packed.ids.shape

@@ -23,6 +23,8 @@ from showo.packing import (
 from tests.fixtures.model import TINY_MAX_TEXT_LEN
 
 CAPTIONS = ["a red circle", "two blue squares left of a green star", ""]
+# the rows also run under other tasks' rules, so every rule meets every row layout
+RELABELS = [{}, {"t2i": "causal", "mmu": "mixed"}, {"t2i": "mixed", "lm": "causal", "mmu": "t2i"}]
 
 
 def mixed_batch(model):
@@ -61,10 +63,13 @@ def test_packed_hidden_states_equal_the_unpacked_ones(tiny_showo):
     assert (got[~real] == 0).all()
 
 
-def test_packed_block_mask_equals_the_dense_packed_mask(tiny_showo):
+@pytest.mark.parametrize("relabel", RELABELS)
+def test_packed_block_mask_equals_the_dense_packed_mask(tiny_showo, relabel):
+    """Every rule, against the unpacked masks laid out block-diagonally."""
     from torch.nn.attention.flex_attention import flex_attention
 
     _, ids, rules = mixed_batch(tiny_showo)
+    rules = [relabel.get(r, r) for r in rules]
     packed = pack(ids, tiny_showo.vocab.pad_id, budget=ids.shape[1] + 40)
     rows, width = packed.ids.shape
     gen = torch.Generator().manual_seed(1)
@@ -100,11 +105,14 @@ def test_positions_restart_per_sample_and_tokens_come_from_their_source(tiny_sho
             assert torch.equal(packed.ids[r, cols], ids[s][ids[s] != tiny_showo.vocab.pad_id])
 
 
+@pytest.mark.parametrize("relabel", RELABELS)
 @pytest.mark.parametrize("extra", [0, 40, 1000])
-def test_segment_attention_equals_the_dense_packed_mask(tiny_showo, extra):
-    """Per-sample buckets give what one block-diagonal mask gives, at every sample's position, whether the
-    rows end in padding (a budget a little over L) or hold the whole batch in one row."""
+def test_segment_attention_equals_the_dense_packed_mask(tiny_showo, extra, relabel):
+    """Per-sample buckets give what one block-diagonal mask gives, at every sample's position and under
+    every rule, whether the rows end in padding (a budget a little over L) or hold the whole batch in one
+    row."""
     _, ids, rules = mixed_batch(tiny_showo)
+    rules = [relabel.get(r, r) for r in rules]
     vocab = tiny_showo.vocab
     packed = pack(ids, vocab.pad_id, budget=ids.shape[1] + extra)
     rows, width = packed.ids.shape
