@@ -248,16 +248,26 @@ def flex_attention_kernel(
     On accelerators it is transformers' own flex path (``torch.compile``d); on a CPU it runs torch's eager
     flex kernel instead, because inductor's CPU flex template fails to build for some decoding shapes (one
     query over a KV cache) in torch 2.13. The module's ``flex_kernel_options`` (``ShowO.set_flex_kernel_options``)
-    reach the kernel as its Triton settings.
+    reach the kernel as its Triton settings; a kernel too big for the GPU's shared memory is a one-line error
+    naming that setting.
     """
     options = getattr(module, "flex_kernel_options", None)
     if query.device.type != "cpu":
         from transformers.integrations.flex_attention import flex_attention_forward
 
         kwargs["kernel_options"] = options
-        return flex_attention_forward(
-            module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
-        )
+        try:
+            return flex_attention_forward(
+                module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
+            )
+        except RuntimeError as err:  # inductor's compile failure wraps triton's OutOfResources
+            if "out of resource" not in str(err):
+                raise
+            raise ShowoError(
+                f"flex attention: the fused kernel ({options or 'torch default settings'}) needs more shared "
+                "memory than this GPU has; set model.flex_kernel_options to smaller blocks or fewer stages, "
+                "e.g. {BLOCK_M: 64, BLOCK_N: 64, num_stages: 2}"
+            ) from None
     from torch.nn.attention import flex_attention as flex
 
     if not isinstance(attention_mask, flex.BlockMask):

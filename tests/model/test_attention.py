@@ -272,3 +272,34 @@ def test_batch_block_mask_matches_the_dense_batch_mask(phi_layout_tokenizer):
         q, k, v, attn_mask=batch_attention_mask(parts, vocab)
     )
     assert torch.allclose(got, ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("options", [None, {"BLOCK_M": 128, "num_stages": 3}])
+def test_a_flex_kernel_too_big_for_the_gpu_is_one_line_naming_the_setting(monkeypatch, options):
+    """The compile failure an H200 gave for packed flex rows (message recorded in bench/gpu_results.json)
+    becomes a ShowoError naming `model.flex_kernel_options`; other failures pass through unchanged. Tensors
+    on the meta device take the accelerator branch without a GPU."""
+    import transformers.integrations.flex_attention as hf_flex
+
+    from showo.attention import flex_attention_kernel
+
+    def too_big(*args, **kwargs):
+        raise RuntimeError(
+            "No valid triton configs. OutOfMemoryError: out of resource: triton_tem_fused_flex_attention_1 "
+            "Required: 382976 Hardware limit:232448 Reducing block sizes or `num_stages` may help."
+        )
+
+    module = torch.nn.Module()
+    module.flex_kernel_options = options
+    q = torch.empty(1, 2, 8, 4, device="meta")
+    monkeypatch.setattr(hf_flex, "flex_attention_forward", too_big)
+    with pytest.raises(ShowoError, match="model.flex_kernel_options") as err:
+        flex_attention_kernel(module, q, q, q, None)
+    assert "\n" not in str(err.value) and str(options or "torch default settings") in str(err.value)
+
+    def other(*args, **kwargs):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(hf_flex, "flex_attention_forward", other)
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        flex_attention_kernel(module, q, q, q, None)
