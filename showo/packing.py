@@ -116,14 +116,13 @@ def _rule_index(rules: Sequence[str]) -> tuple[list[str], list[int]]:
     return names, [names.index(rule_name(r)) for r in rules]
 
 
-def _packed_fields(
+def _packed_rule(
     packed: PackedRows, unpacked_ids: torch.Tensor, rules: Sequence[str], vocab: UnifiedVocab
 ) -> dict[str, torch.Tensor]:
-    """The omni rule of every packed position ``[R, T]``, each fact one lookup: ``sample`` (-1 on the tail),
-    ``source`` (its column in its unpacked row, increasing within a sample, so causal order is kept),
-    ``block`` (its bidirectional image block; 0 for none or where the rule has no blocks) and ``prefix`` (the
-    last column every query of an mmu sample sees, else -1). Also ``causal`` ``[N]``: the samples whose rule
-    reduces to plain causal (no block, no prefix)."""
+    """What the omni rule needs of every packed position ``[R, T]`` beyond ``packed.sample`` and
+    ``packed.source``, each fact one lookup: ``block`` (its bidirectional image block; 0 for none or where
+    the rule has no blocks) and ``prefix`` (the last column every query of an mmu sample sees, else -1).
+    Also ``causal`` ``[N]``: the samples whose rule reduces to plain causal (no block, no prefix)."""
     roles = token_roles(unpacked_ids, vocab)
     kinds = [rule_name(r) for r in rules]
     device = unpacked_ids.device
@@ -132,14 +131,20 @@ def _packed_fields(
     row_block = torch.where(blocks[:, None], roles["block"], 0)
     row_prefix = torch.where(prefixed, roles["first_eoi"], -1)
     real = packed.sample >= 0
-    s, src = packed.sample.clamp(min=0), packed.source
+    s = packed.sample.clamp(min=0)
     return {
-        "sample": packed.sample,
-        "source": src,
-        "block": torch.where(real, row_block[s, src], 0),
+        "block": torch.where(real, row_block[s, packed.source], 0),
         "prefix": torch.where(real, row_prefix[s], -1),
         "causal": (row_block.amax(1) == 0) & (row_prefix < 0),
     }
+
+
+def _allowed_in_sample(
+    cq: torch.Tensor, ck: torch.Tensor, bq: torch.Tensor, bk: torch.Tensor, pq: torch.Tensor
+) -> torch.Tensor:
+    """The omni rule between a query and a key of one sample, from their source columns (``cq``, ``ck``),
+    image blocks and the query's mmu prefix: causal, plus the image block both ways, plus the prefix."""
+    return (ck <= cq) | ((bq > 0) & (bq == bk)) | (ck <= pq)
 
 
 def packed_attention_mask(
@@ -184,13 +189,19 @@ def length_buckets(lengths: Sequence[int], slack: float = BUCKET_SLACK) -> list[
 
 
 def _bucket_mask(
-    fields: dict[str, torch.Tensor], gather: torch.Tensor, valid: torch.Tensor, dtype: torch.dtype
+    packed: PackedRows,
+    rule: dict[str, torch.Tensor],
+    gather: torch.Tensor,
+    valid: torch.Tensor,
+    dtype: torch.dtype,
 ) -> torch.Tensor:
     """The additive masks ``[n, 1, L_b, L_b]`` of a bucket (each slot row one sample): its own rule in its
     own coordinates; a padding slot sees only itself."""
-    column, block, prefix = (fields[k].flatten()[gather] for k in ("source", "block", "prefix"))
-    cq, ck, bq = column[:, :, None], column[:, None, :], block[:, :, None]
-    ok = (ck <= cq) | ((bq > 0) & (bq == block[:, None, :])) | (ck <= prefix[:, :, None])
+    column = packed.source.flatten()[gather]
+    block, prefix = (rule[k].flatten()[gather] for k in ("block", "prefix"))
+    ok = _allowed_in_sample(
+        column[:, :, None], column[:, None, :], block[:, :, None], block[:, None, :], prefix[:, :, None]
+    )
     eye = torch.eye(gather.shape[1], dtype=torch.bool, device=gather.device)
     ok = (ok & valid[:, :, None] & valid[:, None, :]) | eye
     mask = torch.zeros(ok.shape, dtype=dtype, device=gather.device).masked_fill_(~ok, torch.finfo(dtype).min)
@@ -214,8 +225,8 @@ def segment_attention(
     which skips the upper triangle; their padding slots come last, after every key a token may see.
     """
     device = packed.ids.device
-    fields = _packed_fields(packed, unpacked_ids, rules, vocab)
-    causal = fields["causal"].tolist()
+    rule = _packed_rule(packed, unpacked_ids, rules, vocab)
+    causal = rule["causal"].tolist()
     width = packed.ids.shape[1]
     placed = [(s, r * width + start, n) for r, segs in enumerate(packed.segments) for s, start, n in segs]
     groups = [[i for i, p in enumerate(placed) if causal[p[0]] == flag] for flag in (False, True)]
@@ -238,7 +249,7 @@ def segment_attention(
             gather, valid = gather.to(device), valid.to(device)
             mask = None
             if not flag:
-                mask = _bucket_mask(fields, gather, valid, dtype)
+                mask = _bucket_mask(packed, rule, gather, valid, dtype)
             buckets.append((len(members), size, mask))
             gathers.append(gather.flatten())
     scatter.masked_fill_(packed.sample.flatten().cpu() < 0, slots)
@@ -256,13 +267,13 @@ def packed_block_mask(
     ``compiled`` builds it through ``torch.compile``."""
     from torch.nn.attention.flex_attention import create_block_mask
 
-    f = _packed_fields(packed, unpacked_ids, rules, vocab)
-    sample, source, block, prefix = f["sample"], f["source"], f["block"], f["prefix"]
+    rule = _packed_rule(packed, unpacked_ids, rules, vocab)
+    sample, source, block, prefix = packed.sample, packed.source, rule["block"], rule["prefix"]
 
     def mask_mod(r: torch.Tensor, h: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         # each operand is one lookup in an [R, T] table (no index through another index)
-        sq, bq = sample[r, q], block[r, q]
-        ok = (k <= q) | ((bq > 0) & (bq == block[r, k])) | (source[r, k] <= prefix[r, q])
+        sq = sample[r, q]
+        ok = _allowed_in_sample(source[r, q], source[r, k], block[r, q], block[r, k], prefix[r, q])
         return (ok & (sq == sample[r, k]) & (sq >= 0)) | ((sq < 0) & (q == k))
 
     build = torch.compile(create_block_mask) if compiled else create_block_mask
