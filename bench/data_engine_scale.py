@@ -9,8 +9,9 @@ process, and the CLI's wall time including Python and torch start-up) and bytes 
 `finalize` over synthetic records of 1M and 4M samples, the jsonl line index at 1M and 4M lines, and the
 listing of a `pairs:` folder of 25,000 and 100,000 images with captions (first listing and reuse by the next
 rank or resume), and a `llava:` JSON list of 100,000 and 400,000 conversations indexed (against `json.loads`
-of the whole file, what the source did before), each with its time and additional memory. CPU milliseconds per image (the build's process tree, start-up included)
-do not depend on what else the machine runs, unlike images/s on a shared machine. One JSON line.
+of the whole file, what the source did before), each with its time and additional memory. CPU milliseconds
+per image (the build's process tree, start-up included) do not depend on what else the machine runs, unlike
+images/s on a shared machine. One JSON line.
 Run: `.venv/bin/python -m bench.data_engine_scale [--sizes 2000,8000,32000]`.
 """
 
@@ -192,8 +193,8 @@ def additional_mb(before_rss: int) -> float:
 
 def run_probe(args: list[str]) -> None:
     """`--probe finalize DIR` | `resume DIR TOKENIZER N` | `jsonl FILE` | `pairs DIR OUT` | `llava FILE ROOT` |
-    `llava-whole FILE`: seconds and the
-    additional peak memory of that step alone (the peak RSS after it, less the RSS before it)."""
+    `llava-whole FILE`: seconds and the additional peak memory of that step alone (the peak RSS after it,
+    less the RSS before it)."""
     kind = args[0]
     if kind == "finalize":
         from data_engine.manifest import finalize

@@ -12,10 +12,10 @@ Modes: ``sdpa`` (the official way: a dense additive ``[B, 1, L, L]`` mask, which
 through ``torch.compile`` and counted in the step), each optionally with sequence packing, ``+pack<T>``
 (``showo.packing``: pads dropped, samples packed into rows of T tokens, document-aware attention: flex skips
 the blocks across samples, sdpa attends per sample in length buckets, as training does). Reports, per mode:
-tokens/s (all and non-pad), model FLOPs utilisation
-(6 x parameters x tokens, as ``showo recipe plan`` counts, over the device's dense bf16 peak) and peak
-memory; plus the fraction of attention blocks the block mask skips. Without CUDA it prints a skip line
-(``make bench`` runs on CPUs); ``--preset tiny --device cpu --modes sdpa`` smoke-tests it anywhere.
+tokens/s (all and non-pad), model FLOPs utilisation (6 x parameters x tokens, as ``showo recipe plan`` counts,
+over the device's dense bf16 peak) and peak memory; plus the fraction of attention blocks the block mask
+skips. Without CUDA it prints a skip line (``make bench`` runs on CPUs);
+``--preset tiny --device cpu --modes sdpa`` smoke-tests it anywhere.
 Run: ``python -m bench.gpu_throughput [--steps 10 --warmup 3 --modes sdpa,flex,flex+pack1548]``.
 """
 

@@ -15,6 +15,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from showo.safeio import loads_json
+
 SEQUENCE = "sequence.json"
 _OURS = re.compile(r"\d{3}-(text\.txt|image\.png)")
 """The names this command writes (only these are ever removed from --out)."""
@@ -139,8 +141,6 @@ def write_sequence(out: Path, entries: list[tuple[str, Any]], record: dict[str, 
 def _previous_files(out: Path) -> set[str]:
     """The file names a previous run's `sequence.json` lists (only names this command writes); none when it
     is missing or unreadable."""
-    from showo.safeio import loads_json
-
     try:
         items = loads_json((out / SEQUENCE).read_text(encoding="utf-8")).get("items", [])
         names = {item.get("file") for item in items if isinstance(item, dict)}

@@ -5,12 +5,13 @@ scaling_factor``, the VAE's config as recorded here) and lays out the usual rows
 (the first image id) between [SOI] and [EOI], ``N = (h/p) * (w/p)`` patches. On the device, a t2i/c2i row's
 latents (and each frame of a mixed row) are noised at a uniform timestep by diffusers' scheduler (DDPM
 epsilon-prediction on the cosine schedule ``squaredcos_cap_v2``, or rectified flow with
-`FlowMatchEulerDiscreteScheduler`), patchified and embedded with the timestep by the model's `LatentHead` (`ShowO.image_head`); the image block attends
-bidirectionally (the task's own rule, as MTP). Mixed rows diffuse every frame, each at its own timestep, as
-the paper does (the captions after a frame see it noised); understanding rows (mmu, instruct) see their
-images clean (t = 0, no image loss). The loss is the next-token cross-entropy of the text targets through the
-LM head plus ``loss_weight`` (the paper's lambda = 5) times the MSE between the head's prediction at the
-image positions and the target (the noise for ``epsilon``, the velocity ``noise - x0`` for ``flow``).
+`FlowMatchEulerDiscreteScheduler`), patchified and embedded with the timestep by the model's `LatentHead`
+(`ShowO.image_head`); the image block attends bidirectionally (the task's own rule, as MTP). Mixed rows
+diffuse every frame, each at its own timestep, as the paper does (the captions after a frame see it noised);
+understanding rows (mmu, instruct) see their images clean (t = 0, no image loss). The loss is the next-token
+cross-entropy of the text targets through the LM head plus ``loss_weight`` (the paper's lambda = 5) times the
+MSE between the head's prediction at the image positions and the target (the noise for ``epsilon``, the
+velocity ``noise - x0`` for ``flow``).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ strategies mean the same thing in both kinds of run.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from omegaconf import MISSING
 
@@ -215,7 +215,7 @@ class ExportedRun:
     """The run directory and export directory of a recipe that trains and exports one model (the image
     tokenizer, the VAE); `export_name` is the export's default subdirectory of the run."""
 
-    export_name = "export"
+    export_name: ClassVar[str]
 
     @property
     def run_dir(self) -> str:
